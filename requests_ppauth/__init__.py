@@ -1,0 +1,3 @@
+"""requests authentication for Microsoft Power Platform APIs."""
+
+__all__: list[str] = []

@@ -1,0 +1,76 @@
+"""The HTTP client msal uses for identity traffic.
+
+Why our own: ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` silently override a Session's
+``verify`` (requests #3829), so the CA is passed on every call; msal's ROPC user-realm
+request is built from the authority's hostname without its port, so the port is put
+back; identity traffic gets timeouts and never follows redirects (a token endpoint
+that redirects would carry secrets elsewhere).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read: fail fast on a dead authority host
+
+
+class IdentityHttpClient:
+    """A ``requests``-based client with the ``get``/``post``/``close`` msal expects."""
+
+    def __init__(
+        self,
+        verify: str | bool = True,
+        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+        authority_netlocs: tuple[str, ...] = (),
+    ) -> None:
+        self.verify = verify
+        self.timeout = timeout
+        # hostname -> host:port, for authorities on a non-default port
+        self._ports = {
+            netloc.rpartition(":")[0].lower(): netloc
+            for netloc in authority_netlocs
+            if ":" in netloc and not netloc.endswith(":443")
+        }
+        self._session: requests.Session | None = None
+
+    @property
+    def session(self) -> requests.Session:
+        """Created on first use, so building the client costs nothing."""
+        if self._session is None:
+            self._session = requests.Session()
+            self._session.trust_env = False  # no proxies/netrc/CA from the env for secrets
+        return self._session
+
+    def _fix(self, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.port is None and parts.hostname and parts.hostname.lower() in self._ports:
+            return urlunsplit(parts._replace(netloc=self._ports[parts.hostname.lower()]))
+        return url
+
+    def _kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        kwargs.setdefault("timeout", self.timeout)
+        kwargs["verify"] = self.verify
+        kwargs["allow_redirects"] = False
+        return kwargs
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        """GET as msal calls it (``params``, ``headers``, ``timeout``...)."""
+        return self.session.get(self._fix(url), **self._kwargs(kwargs))
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        """POST as msal calls it (``data``, ``headers``...)."""
+        return self.session.post(self._fix(url), **self._kwargs(kwargs))
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_session"] = None  # sessions hold sockets: rebuilt in the new process
+        return state

@@ -1,0 +1,273 @@
+"""The emulated resource servers: a Power Platform API, a Dataverse ``WhoAmI``,
+a Key Vault, and a "foreign" host that records what reaches it.
+
+Every resource validates the bearer token as the real one does: signature,
+audience against what that route serves, lifetime, revocation; it answers 401
+with a ``WWW-Authenticate`` challenge otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote, urlencode
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from requests_ppauth.testing import _jwt
+from requests_ppauth.testing._state import Directory, VaultSecret
+from requests_ppauth.testing._wire import Request, Response
+
+POWER_PLATFORM_API = "https://api.powerplatform.com"
+POWER_APPS_SERVICE = "https://service.powerapps.com/"
+VAULT_RESOURCE = "https://vault.azure.net"
+BAP_PREFIX = "/providers/Microsoft.BusinessAppPlatform"
+
+
+class TokenRejectedError(Exception):
+    """Why a bearer token was refused; the text goes into the challenge."""
+
+
+class Resources:
+    """Handlers for the Power Platform, Key Vault and foreign listeners."""
+
+    def __init__(
+        self,
+        directory: Directory,
+        key: rsa.RSAPublicKey,
+        authority_origin: str,
+        default_tenant: str,
+        environments: int = 7,
+    ) -> None:
+        self.directory = directory
+        self.key = key
+        self.authority_origin = authority_origin
+        self.default_tenant = default_tenant
+        self.environments = [
+            {
+                "id": f"{BAP_PREFIX}/environments/Default-{i:04d}",
+                "name": f"env-{i:04d}",
+                "type": "Microsoft.BusinessAppPlatform/environments",
+                "location": "unitedstates",
+                "properties": {"displayName": f"Environment {i}", "environmentSku": "Sandbox"},
+            }
+            for i in range(environments)
+        ]
+        self.admin_applications: dict[str, dict[str, Any]] = {}
+
+    # -- token validation ----------------------------------------------------
+    def validate(self, req: Request, audiences: Iterable[str]) -> dict[str, Any]:
+        """The claims of ``req``'s bearer token, or :class:`TokenRejectedError`."""
+        token = req.bearer()
+        if token is None:
+            raise TokenRejectedError("The access token is missing.")
+        try:
+            claims = _jwt.verify(token, self.key)
+        except _jwt.JWTError as exc:
+            raise TokenRejectedError(f"The access token is invalid: {exc}.") from None
+        allowed = {a.rstrip("/") for a in audiences}
+        if str(claims.get("aud", "")).rstrip("/") not in allowed and claims.get("aud") not in set(
+            audiences
+        ):
+            raise TokenRejectedError("The access token has an invalid audience.")
+        now = time.time()
+        if float(claims.get("exp", 0)) <= now:
+            raise TokenRejectedError("The access token has expired.")
+        if float(claims.get("nbf", 0)) > now + 1:
+            raise TokenRejectedError("The access token is not yet valid.")
+        with self.directory.lock:
+            revoked = claims.get("uti") in self.directory.revoked_uti
+        if revoked:
+            raise TokenRejectedError("The access token has been revoked.")
+        req.notes["client_id"] = claims.get("appid")
+        return claims
+
+    def _challenge(self, exc: TokenRejectedError) -> Response:
+        header = (
+            f'Bearer authorization_uri="{self.authority_origin}/common/oauth2/authorize", '
+            f'error="invalid_token", error_description="{exc}"'
+        )
+        return Response.json(
+            401,
+            {"error": {"code": "InvalidAuthenticationToken", "message": str(exc)}},
+            [("WWW-Authenticate", header)],
+        )
+
+    # -- Power Platform ------------------------------------------------------
+    def power_platform(self, req: Request) -> Response:
+        """Environments (paged), WhoAmI, adminApplications, and a cross-host redirect."""
+        path = req.path.rstrip("/")
+        if path == "/redirect":
+            req.endpoint = "redirect"
+            target = req.query.get("to") or f"{req.notes['foreign_origin']}/landing"
+            return Response(302, b"", [("Location", target), ("Content-Length", "0")])
+        routes: list[tuple[str, str, tuple[str, ...]]] = [
+            (
+                "/powerplatform/environmentmanagement/environments",
+                "environments",
+                (POWER_PLATFORM_API,),
+            ),
+            (f"{BAP_PREFIX}/scopes/admin/environments", "environments", (POWER_APPS_SERVICE,)),
+            (f"{BAP_PREFIX}/environments", "environments", (POWER_APPS_SERVICE,)),
+            ("/api/data/v9.2/WhoAmI", "whoami", (req.origin, "https://org.crm.dynamics.com")),
+            (f"{BAP_PREFIX}/adminApplications", "adminApplications", (POWER_APPS_SERVICE,)),
+        ]
+        for prefix, name, audiences in routes:
+            if path == prefix or (name == "adminApplications" and path.startswith(prefix + "/")):
+                req.endpoint = name
+                try:
+                    claims = self.validate(req, audiences)
+                except TokenRejectedError as exc:
+                    return self._challenge(exc)
+                if name == "environments":
+                    return self._environments(req, prefix)
+                if name == "whoami":
+                    return self._whoami(req, claims)
+                return self._admin_applications(req, claims, path[len(prefix) + 1 :])
+        req.endpoint = "api-unknown"
+        return Response.json(404, {"error": {"code": "NotFound", "message": "No such route."}})
+
+    def _environments(self, req: Request, prefix: str) -> Response:
+        try:
+            top = max(1, int(req.query.get("$top", "3")))
+            skip = max(0, int(req.query.get("$skiptoken", "0")))
+        except ValueError:
+            return Response.json(400, {"error": {"code": "BadRequest", "message": "bad paging"}})
+        page = self.environments[skip : skip + top]
+        body: dict[str, Any] = {"value": page}
+        if skip + top < len(self.environments):
+            query = {k: v for k, v in req.query.items() if k != "$skiptoken"}
+            query.update({"$top": str(top), "$skiptoken": str(skip + top)})
+            link = f"{req.origin}{prefix}?{urlencode(query)}"
+            body["@odata.nextLink" if prefix.startswith("/powerplatform") else "nextLink"] = link
+        return Response.json(200, body)
+
+    def _whoami(self, req: Request, claims: dict[str, Any]) -> Response:
+        oid = str(claims.get("oid"))
+        return Response.json(
+            200,
+            {
+                "@odata.context": f"{req.origin}/api/data/v9.2/$metadata"
+                "#Microsoft.Dynamics.CRM.WhoAmIResponse",
+                "BusinessUnitId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"bu:{claims.get('tid')}")),
+                "UserId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"user:{oid}")),
+                "OrganizationId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"org:{claims.get('tid')}")),
+            },
+        )
+
+    def _admin_applications(self, req: Request, claims: dict[str, Any], client_id: str) -> Response:
+        """Register a service principal with Power Platform (needs an admin user)."""
+        if claims.get("idtyp") != "user" or not claims.get("wids"):
+            return Response.json(
+                403,
+                {
+                    "error": {
+                        "code": "Forbidden",
+                        "message": "The caller must be a tenant administrator (a user token).",
+                    }
+                },
+            )
+        if req.method == "GET" and not client_id:
+            with self.directory.lock:
+                return Response.json(200, {"value": list(self.admin_applications.values())})
+        if not client_id:
+            return Response.json(400, {"error": {"code": "BadRequest", "message": "client id"}})
+        with self.directory.lock:
+            if req.method == "PUT":
+                entry = {"applicationId": client_id, "tenantId": claims.get("tid")}
+                self.admin_applications[client_id.lower()] = entry
+                return Response.json(200, entry)
+            if req.method == "DELETE":
+                self.admin_applications.pop(client_id.lower(), None)
+                return Response(204)
+            entry_or_none = self.admin_applications.get(client_id.lower())
+        if entry_or_none is None:
+            return Response.json(404, {"error": {"code": "NotFound", "message": client_id}})
+        return Response.json(200, entry_or_none)
+
+    # -- Key Vault -----------------------------------------------------------
+    def vault(self, req: Request) -> Response:
+        """``GET /secrets/{name}[/{version}]`` behind Key Vault's bearer challenge."""
+        parts = [unquote(p) for p in req.path.split("/") if p]
+        req.endpoint = "vault"
+        try:
+            claims = self.validate(req, (VAULT_RESOURCE,))
+        except TokenRejectedError as exc:
+            challenge = (
+                f'Bearer authorization="{self.authority_origin}/{self.default_tenant}", '
+                f'resource="{VAULT_RESOURCE}"'
+            )
+            message = (
+                "AKV10000: Request is missing a Bearer or PoP token."
+                if req.bearer() is None
+                else f"AKV10022: {exc}"
+            )
+            return Response.json(
+                401,
+                {"error": {"code": "Unauthorized", "message": message}},
+                [("WWW-Authenticate", challenge)],
+            )
+        if req.method != "GET" or len(parts) not in (2, 3) or parts[0] != "secrets":
+            return Response.json(
+                400, {"error": {"code": "BadParameter", "message": "Unsupported operation."}}
+            )
+        principal = {str(claims.get("appid")).lower(), str(claims.get("oid")).lower()}
+        with self.directory.lock:
+            denied = bool(principal & self.directory.vault_denied)
+            versions = list(self.directory.vault.get(parts[1], []))
+        if denied:
+            return Response.json(
+                403,
+                {
+                    "error": {
+                        "code": "Forbidden",
+                        "message": f"The user, group or application 'appid={claims.get('appid')};"
+                        f"oid={claims.get('oid')}' does not have secrets get permission "
+                        "on key vault. For help resolving this issue, please see "
+                        "https://go.microsoft.com/fwlink/?linkid=2125287",
+                        "innererror": {"code": "AccessDenied"},
+                    }
+                },
+            )
+        found: VaultSecret | None = None
+        if len(parts) == 3 and parts[2]:
+            found = next((v for v in versions if v.version == parts[2]), None)
+        else:
+            found = next((v for v in reversed(versions) if v.enabled), None)
+        if found is None:
+            return Response.json(
+                404,
+                {
+                    "error": {
+                        "code": "SecretNotFound",
+                        "message": f"A secret with (name/id) {'/'.join(parts[1:])} was not "
+                        "found in this key vault. If you recently deleted this secret you may be "
+                        "able to recover it using the correct recovery command.",
+                    }
+                },
+            )
+        body: dict[str, Any] = {
+            "value": found.value,
+            "id": f"{req.origin}/secrets/{found.name}/{found.version}",
+            "attributes": {
+                "enabled": found.enabled,
+                "created": found.created,
+                "updated": found.created,
+                "recoveryLevel": "Recoverable+Purgeable",
+                "recoverableDays": 90,
+            },
+            "tags": {},
+        }
+        if found.content_type:
+            body["contentType"] = found.content_type
+        return Response.json(200, body)
+
+    # -- foreign -------------------------------------------------------------
+    def foreign(self, req: Request) -> Response:
+        """Another host: answers anything and records whether a token arrived."""
+        req.endpoint = "foreign"
+        return Response.json(
+            200, {"host": "foreign", "authorization_received": "authorization" in req.headers}
+        )

@@ -1,0 +1,205 @@
+"""What the emulated directory knows: tenants, apps, users, vault secrets, grants.
+
+Plain dataclasses behind one lock. The emulator's HTTP handlers and its Python
+API both go through :class:`Directory`, so a test that registers an app and a
+client that uses it a microsecond later always agree.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from requests_ppauth.testing._certs import ClientCertificate
+
+
+@dataclass
+class Tenant:
+    """A directory. ``domain`` works wherever the id does, as in Entra ID."""
+
+    id: str
+    domain: str
+
+
+@dataclass
+class Secret:
+    """A client secret; ``expires_at`` in epoch seconds (``None``: never)."""
+
+    value: str = field(repr=False)
+    expires_at: float | None = None
+
+    @property
+    def expired(self) -> bool:
+        """Past its end date."""
+        return self.expires_at is not None and self.expires_at <= time.time()
+
+
+@dataclass
+class App:
+    """An app registration.
+
+    ``public_client`` is the portal's "Allow public client flows" switch, needed for
+    username/password. ``roles`` become the ``roles`` claim of app-only tokens.
+    ``trusted_issuers`` hold CA certificates (PEM) for subject-name/issuer auth: an
+    assertion whose ``x5c`` leaf is issued by one of them and whose subject CN is in
+    ``trusted_subjects`` is accepted without a registered thumbprint.
+    """
+
+    client_id: str
+    tenant_id: str
+    name: str
+    secrets: list[Secret] = field(default_factory=list, repr=False)
+    certificates: list[ClientCertificate] = field(default_factory=list, repr=False)
+    trusted_issuers: list[bytes] = field(default_factory=list, repr=False)
+    trusted_subjects: list[str] = field(default_factory=list)
+    public_client: bool = False
+    roles: list[str] = field(default_factory=list)
+    token_lifetime: int | None = None
+
+
+@dataclass
+class User:
+    """A user account; flags drive the MFA and consent errors."""
+
+    username: str
+    password: str = field(repr=False)
+    tenant_id: str
+    oid: str
+    mfa_required: bool = False
+    consented: bool = True
+    admin: bool = False
+    display_name: str = ""
+
+
+@dataclass
+class RefreshGrant:
+    """What a refresh token stands for."""
+
+    user_oid: str
+    client_id: str
+    tenant_id: str
+    revoked: bool = False
+
+
+@dataclass
+class VaultSecret:
+    """One version of a Key Vault secret."""
+
+    name: str
+    version: str
+    value: str = field(repr=False)
+    content_type: str | None = None
+    enabled: bool = True
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request the emulator received, as tests read it back.
+
+    ``authorization`` holds the raw header the emulator saw (tests use it to prove
+    a token did or did not reach a host); form fields are recorded by name only,
+    and ``grant_type`` / ``client_id`` / ``scope`` by value because tests branch
+    on them.
+    """
+
+    time: float
+    listener: str
+    endpoint: str
+    method: str
+    path: str
+    host: str
+    status: int
+    grant_type: str | None = None
+    client_id: str | None = None
+    scope: str | None = None
+    form_fields: tuple[str, ...] = ()
+    authorization: str | None = field(default=None, repr=False)
+    fault: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Directory:
+    """All emulator state, guarded by one re-entrant lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.tenants: dict[str, Tenant] = {}
+        self.apps: dict[tuple[str, str], App] = {}
+        self.users: dict[tuple[str, str], User] = {}
+        self.refresh_grants: dict[str, RefreshGrant] = {}
+        self.vault: dict[str, list[VaultSecret]] = {}
+        self.vault_denied: set[str] = set()
+        self.revoked_uti: set[str] = set()
+        self.issued_uti: list[str] = []
+        self.counts: Counter[str] = Counter()
+        self.log: list[RequestRecord] = []
+
+    # -- lookups -------------------------------------------------------------
+    def tenant(self, ref: str) -> Tenant | None:
+        """By id or domain, case-insensitively."""
+        ref = ref.lower()
+        with self.lock:
+            for tenant in self.tenants.values():
+                if ref in (tenant.id.lower(), tenant.domain.lower()):
+                    return tenant
+        return None
+
+    def app(self, tenant_id: str, client_id: str) -> App | None:
+        """An app registered in ``tenant_id``."""
+        with self.lock:
+            return self.apps.get((tenant_id, client_id.lower()))
+
+    def user(self, username: str, tenant_id: str | None = None) -> User | None:
+        """By UPN; ``tenant_id=None`` looks in every tenant (``/common``)."""
+        with self.lock:
+            for (tid, name), user in self.users.items():
+                if name == username.lower() and tenant_id in (None, tid):
+                    return user
+        return None
+
+    def user_by_oid(self, oid: str) -> User | None:
+        """By object id (refresh grants keep the oid)."""
+        with self.lock:
+            for user in self.users.values():
+                if user.oid == oid:
+                    return user
+        return None
+
+    # -- mutations -----------------------------------------------------------
+    def add_tenant(self, domain: str, tenant_id: str | None = None) -> Tenant:
+        """Register a tenant."""
+        tenant = Tenant(id=tenant_id or str(uuid.uuid4()), domain=domain)
+        with self.lock:
+            self.tenants[tenant.id] = tenant
+        return tenant
+
+    def add_app(self, app: App) -> App:
+        """Register (or replace) an app."""
+        with self.lock:
+            self.apps[(app.tenant_id, app.client_id.lower())] = app
+        return app
+
+    def add_user(self, user: User) -> User:
+        """Register (or replace) a user."""
+        with self.lock:
+            self.users[(user.tenant_id, user.username.lower())] = user
+        return user
+
+    def new_refresh_token(self, user: User, client_id: str) -> str:
+        """Mint an opaque refresh token for ``user`` and ``client_id``."""
+        token = "0.RT." + secrets.token_urlsafe(48)
+        with self.lock:
+            self.refresh_grants[token] = RefreshGrant(user.oid, client_id, user.tenant_id)
+        return token
+
+    def record(self, rec: RequestRecord) -> None:
+        """Count and log one request (counts are exact: one lock)."""
+        with self.lock:
+            self.counts[rec.endpoint] += 1
+            self.log.append(rec)

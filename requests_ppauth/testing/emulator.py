@@ -1,0 +1,535 @@
+"""The :class:`Emulator`: Entra ID, a Power Platform API and a Key Vault over real HTTPS.
+
+Four listeners on 127.0.0.1, each its own host as far as a client can tell:
+
+===========  =========================  =========================================
+listener     URL attribute              serves
+===========  =========================  =========================================
+identity     ``authority_host``         Entra ID v2.0 (discovery, JWKS, token,
+                                        user realm) and the admin API
+api          ``api_url``                Power Platform / BAP / Dataverse routes
+vault        ``vault_url``              Key Vault secrets
+foreign      ``foreign_url``            "another host" (``localhost``) that only
+                                        records what reaches it
+===========  =========================  =========================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from requests_ppauth._http import IdentityHttpClient
+from requests_ppauth.testing._certs import (
+    ClientCertificate,
+    make_client_certificate,
+    signing_key,
+    tls_material,
+)
+from requests_ppauth.testing._faults import Fault, FaultPlan
+from requests_ppauth.testing._identity import Identity, TokenPolicy
+from requests_ppauth.testing._jwt import unverified
+from requests_ppauth.testing._resources import Resources
+from requests_ppauth.testing._server import TLSListener, server_context
+from requests_ppauth.testing._state import (
+    App,
+    Directory,
+    RequestRecord,
+    Secret,
+    Tenant,
+    User,
+    VaultSecret,
+)
+from requests_ppauth.testing._wire import Request, Response
+
+ROLES = ("identity", "api", "vault", "foreign")
+_NS = uuid.UUID("6f1b2c3d-0000-4000-8000-0000000c0de5")
+
+
+def _sample_id(name: str) -> str:
+    return str(uuid.uuid5(_NS, name))
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The credentials every emulator starts with (``sample=True``).
+
+    ``client_id``/``client_secret``: a confidential app; ``cert_client_id`` with
+    ``certificate``: one that signs assertions; ``public_client_id``: public client
+    flows on, for ``username``/``password``; ``admin_username`` is a tenant admin.
+    """
+
+    tenant_id: str
+    tenant_domain: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    cert_client_id: str
+    certificate: ClientCertificate = field(repr=False)
+    public_client_id: str
+    username: str
+    password: str = field(repr=False)
+    admin_username: str
+    admin_password: str = field(repr=False)
+
+    def as_dict(self) -> dict[str, str]:
+        """Everything but the certificate, for printing and JSON."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "certificate"
+        }
+
+
+class Emulator:
+    """Start with ``with Emulator() as emu:`` or ``emu.start()`` / ``emu.stop()``."""
+
+    def __init__(
+        self,
+        *,
+        token_lifetime: int = 3600,
+        refresh_in: int | None = None,
+        sample: bool = True,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.host = host
+        self.directory = Directory()
+        self.faults = FaultPlan()
+        self.policy = TokenPolicy(lifetime=token_lifetime, refresh_in=refresh_in)
+        key, kid = signing_key()
+        self._identity = Identity(self.directory, key, kid, self.policy)
+        self._key = key
+        self._listeners: dict[str, TLSListener] = {}
+        self._threads: list[threading.Thread] = []
+        self._dir: str | None = None
+        self._resources: Resources | None = None
+        self._want_sample = sample
+        self.sample: Sample | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self) -> Self:
+        """Bind the listeners on free ports and serve them from daemon threads."""
+        if self._listeners:
+            return self
+        material = tls_material()
+        self._dir = tempfile.mkdtemp(prefix="ppauth-emulator-")
+        os.chmod(self._dir, 0o700)
+        paths = {}
+        for name, data in (
+            ("ca.pem", material.ca_pem),
+            ("server.pem", material.server_cert_pem),
+            ("server.key", material.server_key_pem),
+        ):
+            paths[name] = os.path.join(self._dir, name)
+            fd = os.open(paths[name], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        context = server_context(paths["server.pem"], paths["server.key"])
+        for role in ROLES:
+            self._listeners[role] = TLSListener(self.host, role, context, self._dispatch)
+        tenant = self._sample_tenant()
+        self._resources = Resources(
+            self.directory, self._key.public_key(), self.authority_host, tenant.id
+        )
+        if self._want_sample:
+            self.sample = self._make_sample(tenant)
+        for role, listener in self._listeners.items():
+            thread = threading.Thread(
+                target=listener.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"ppauth-emulator-{role}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close open connections, delete the CA bundle's directory."""
+        for listener in self._listeners.values():
+            listener.shutdown()
+            listener.close_connections()
+            listener.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._listeners.clear()
+        self._threads.clear()
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = self.authority_host if self._listeners else "stopped"
+        return f"<Emulator {state}>"
+
+    # -- addresses -------------------------------------------------------------
+    def _origin(self, role: str, hostname: str = "127.0.0.1") -> str:
+        if role not in self._listeners:
+            raise RuntimeError("the emulator is not running: use 'with Emulator() as emu:'")
+        return f"https://{hostname}:{self._listeners[role].port}"
+
+    @property
+    def authority_host(self) -> str:
+        """``https://127.0.0.1:PORT``: pass as msal's authority host."""
+        return self._origin("identity")
+
+    def authority(self, tenant: str | None = None) -> str:
+        """``{authority_host}/{tenant}``, the sample tenant by default."""
+        if tenant is None:
+            tenant = self._sample_tenant().id
+        return f"{self.authority_host}/{tenant}"
+
+    @property
+    def api_url(self) -> str:
+        """Origin of the Power Platform / BAP / Dataverse routes."""
+        return self._origin("api")
+
+    @property
+    def vault_url(self) -> str:
+        """Origin of the Key Vault (pass as ``vault_url`` to ``SecretClient``)."""
+        return self._origin("vault")
+
+    @property
+    def foreign_url(self) -> str:
+        """A different host (``localhost``) for token-leak tests."""
+        return self._origin("foreign", "localhost")
+
+    @property
+    def ca_bundle(self) -> str:
+        """Path of the PEM file to trust (``verify=``)."""
+        if self._dir is None:
+            raise RuntimeError("the emulator is not running")
+        return os.path.join(self._dir, "ca.pem")
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Listener name to port."""
+        return {role: listener.port for role, listener in self._listeners.items()}
+
+    # -- directory -------------------------------------------------------------
+    def _sample_tenant(self) -> Tenant:
+        tenant = self.directory.tenant("contoso.onmicrosoft.com")
+        if tenant is None:
+            tenant = self.directory.add_tenant("contoso.onmicrosoft.com", _sample_id("tenant"))
+        return tenant
+
+    def _make_sample(self, tenant: Tenant) -> Sample:
+        cert = make_client_certificate("requests-ppauth sample client")
+        secret = "sample~" + _sample_id("secret").replace("-", "")
+        self.add_app(
+            client_id=_sample_id("app"), secret=secret, name="sample-confidential", tenant=tenant.id
+        )
+        self.add_app(
+            client_id=_sample_id("cert-app"), certificate=cert, name="sample-cert", tenant=tenant.id
+        )
+        self.add_app(
+            client_id=_sample_id("public-app"),
+            public_client=True,
+            name="sample-public",
+            tenant=tenant.id,
+        )
+        self.add_user("user@contoso.onmicrosoft.com", "sample-password-1", tenant=tenant.id)
+        self.add_user(
+            "admin@contoso.onmicrosoft.com", "sample-password-2", tenant=tenant.id, admin=True
+        )
+        return Sample(
+            tenant_id=tenant.id,
+            tenant_domain=tenant.domain,
+            client_id=_sample_id("app"),
+            client_secret=secret,
+            cert_client_id=_sample_id("cert-app"),
+            certificate=cert,
+            public_client_id=_sample_id("public-app"),
+            username="user@contoso.onmicrosoft.com",
+            password="sample-password-1",
+            admin_username="admin@contoso.onmicrosoft.com",
+            admin_password="sample-password-2",
+        )
+
+    def add_tenant(self, domain: str, tenant_id: str | None = None) -> Tenant:
+        """Register a tenant; its ``domain`` works in authorities like its id."""
+        return self.directory.add_tenant(domain, tenant_id)
+
+    def add_app(
+        self,
+        *,
+        client_id: str | None = None,
+        tenant: str | None = None,
+        secret: str | None = None,
+        secret_expires_at: float | None = None,
+        certificate: ClientCertificate | None = None,
+        trusted_issuer: bytes | None = None,
+        trusted_subject: str | None = None,
+        public_client: bool = False,
+        roles: tuple[str, ...] = (),
+        name: str | None = None,
+        token_lifetime: int | None = None,
+    ) -> App:
+        """Register an app. ``secret_expires_at`` in the past gives an expired secret."""
+        tenant_obj = self.directory.tenant(tenant) if tenant else self._sample_tenant()
+        if tenant_obj is None:
+            raise KeyError(f"no tenant {tenant!r}")
+        app = App(
+            client_id=client_id or str(uuid.uuid4()),
+            tenant_id=tenant_obj.id,
+            name=name or "app",
+            secrets=[Secret(secret, secret_expires_at)] if secret is not None else [],
+            certificates=[certificate] if certificate else [],
+            trusted_issuers=[trusted_issuer] if trusted_issuer else [],
+            trusted_subjects=[trusted_subject] if trusted_subject else [],
+            public_client=public_client,
+            roles=list(roles),
+            token_lifetime=token_lifetime,
+        )
+        return self.directory.add_app(app)
+
+    def add_user(
+        self,
+        username: str,
+        password: str,
+        *,
+        tenant: str | None = None,
+        mfa_required: bool = False,
+        consented: bool = True,
+        admin: bool = False,
+    ) -> User:
+        """Register a user. ``mfa_required`` gives AADSTS50076, ``consented=False`` 65001."""
+        tenant_obj = self.directory.tenant(tenant) if tenant else self._sample_tenant()
+        if tenant_obj is None:
+            raise KeyError(f"no tenant {tenant!r}")
+        return self.directory.add_user(
+            User(
+                username=username,
+                password=password,
+                tenant_id=tenant_obj.id,
+                oid=str(uuid.uuid4()),
+                mfa_required=mfa_required,
+                consented=consented,
+                admin=admin,
+                display_name=username.partition("@")[0],
+            )
+        )
+
+    # -- Key Vault -------------------------------------------------------------
+    def set_secret(
+        self, name: str, value: str, *, content_type: str | None = None, enabled: bool = True
+    ) -> str:
+        """Add a new version of vault secret ``name``; returns the version id."""
+        version = uuid.uuid4().hex
+        with self.directory.lock:
+            self.directory.vault.setdefault(name, []).append(
+                VaultSecret(name, version, value, content_type, enabled)
+            )
+        return version
+
+    def deny_vault(self, principal: str) -> None:
+        """Answer 403 to tokens of this client id or object id."""
+        with self.directory.lock:
+            self.directory.vault_denied.add(principal.lower())
+
+    # -- tokens ------------------------------------------------------------------
+    def revoke(self, token: str | None = None) -> None:
+        """Make resources reject ``token`` (or every token issued so far) with a 401."""
+        with self.directory.lock:
+            if token is not None:
+                self.directory.revoked_uti.add(str(unverified(token)[1].get("uti")))
+            else:
+                self.directory.revoked_uti.update(self.directory.issued_uti)
+
+    # -- observation ---------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Requests received per endpoint (exact: counted under one lock)."""
+        with self.directory.lock:
+            return dict(self.directory.counts)
+
+    def count(self, endpoint: str) -> int:
+        """Requests received by one endpoint (``token``, ``discovery``, ``vault``, ...)."""
+        with self.directory.lock:
+            return self.directory.counts.get(endpoint, 0)
+
+    def requests(self, endpoint: str | None = None) -> list[RequestRecord]:
+        """The request log, optionally for one endpoint."""
+        with self.directory.lock:
+            return [r for r in self.directory.log if endpoint in (None, r.endpoint)]
+
+    def reset_counts(self) -> None:
+        """Forget the log and the counters (state stays)."""
+        with self.directory.lock:
+            self.directory.counts.clear()
+            self.directory.log.clear()
+
+    # -- faults --------------------------------------------------------------------
+    def inject(
+        self,
+        endpoint: str = "token",
+        *,
+        status: int | None = None,
+        retry_after: int | None = None,
+        latency: float = 0.0,
+        drop: bool = False,
+        times: int | None = 1,
+        fraction: float | None = None,
+        seed: int | None = None,
+    ) -> Fault:
+        """Add a fault rule (see :class:`Fault`); ``times=None`` means until cleared."""
+        return self.faults.add(
+            Fault(
+                endpoint=endpoint,
+                status=status,
+                retry_after=retry_after,
+                latency=latency,
+                drop=drop,
+                times=times,
+                fraction=fraction,
+                seed=seed,
+            )
+        )
+
+    def clear_faults(self) -> None:
+        """Remove every fault rule."""
+        self.faults.clear()
+
+    # -- request handling ----------------------------------------------------------
+    def _dispatch(self, req: Request) -> Response | None:
+        resp: Response | None = self._route(req)
+        fault = self.faults.pick(req) if req.endpoint != "admin" else None
+        if fault is not None:
+            if fault.latency:
+                time.sleep(fault.latency)
+            if fault.drop:
+                resp = None
+            elif fault.status:
+                resp = fault.response(req)
+        notes = req.notes
+        extra: dict[str, Any] = {
+            k: notes[k] for k in ("aadsts", "client_auth", "issued_uti") if k in notes
+        }
+        if req.endpoint != "admin":
+            self.directory.record(
+                RequestRecord(
+                    time=time.time(),
+                    listener=req.listener,
+                    endpoint=req.endpoint,
+                    method=req.method,
+                    path=req.path,
+                    host=req.origin[len("https://") :],
+                    status=0 if resp is None else resp.status,
+                    grant_type=notes.get("grant_type"),
+                    client_id=notes.get("client_id"),
+                    scope=notes.get("scope"),
+                    form_fields=notes.get("form_fields", ()),
+                    authorization=req.headers.get("authorization"),
+                    fault=fault.describe() if fault else None,
+                    extra=extra,
+                )
+            )
+        return resp
+
+    def _route(self, req: Request) -> Response:
+        assert self._resources is not None
+        if req.listener == "identity":
+            if req.path.startswith("/_emulator/"):
+                req.endpoint = "admin"
+                return self._admin(req)
+            resp = self._identity.route(req)
+            if resp is not None:
+                return resp
+            req.endpoint = "identity-unknown"
+            return Response.json(404, {"error": "not_found", "error_description": req.path})
+        if req.listener == "api":
+            req.notes["foreign_origin"] = self.foreign_url
+            return self._resources.power_platform(req)
+        if req.listener == "vault":
+            return self._resources.vault(req)
+        return self._resources.foreign(req)
+
+    # -- admin API (for an emulator in another process) -----------------------------
+    def _admin(self, req: Request) -> Response:
+        """``POST /_emulator/<verb>`` with JSON params; loopback-only like the rest."""
+        verb = req.path[len("/_emulator/") :].strip("/")
+        try:
+            params = json.loads(req.body or b"{}")
+            result = self.admin_call(verb, params)
+        except (KeyError, TypeError, ValueError) as exc:
+            return Response.json(400, {"error": f"{type(exc).__name__}: {exc}"})
+        return Response.json(200, {"result": result})
+
+    def admin_call(self, verb: str, params: dict[str, Any]) -> Any:
+        """The admin API: the same verbs as the Python methods, JSON in and out."""
+        if verb == "counts":
+            return self.counts()
+        if verb == "requests":
+            return [
+                {k: v for k, v in dataclasses.asdict(r).items() if k != "authorization"}
+                | {"had_authorization": r.authorization is not None}
+                for r in self.requests(params.get("endpoint"))
+            ]
+        if verb == "reset_counts":
+            return self.reset_counts()
+        if verb == "inject":
+            self.inject(**params)
+            return None
+        if verb == "clear_faults":
+            return self.clear_faults()
+        if verb == "add_tenant":
+            return dataclasses.asdict(self.add_tenant(**params))
+        if verb == "add_app":
+            app = self.add_app(**params)
+            return {"client_id": app.client_id, "tenant_id": app.tenant_id}
+        if verb == "add_user":
+            user = self.add_user(**params)
+            return {"username": user.username, "oid": user.oid, "tenant_id": user.tenant_id}
+        if verb == "set_secret":
+            return self.set_secret(**params)
+        if verb == "revoke":
+            return self.revoke(**params)
+        if verb == "policy":
+            for key, value in params.items():
+                if key not in ("lifetime", "refresh_in"):
+                    raise KeyError(key)
+                setattr(self.policy, key, value)
+            return dataclasses.asdict(self.policy)
+        if verb == "info":
+            return self.info()
+        raise KeyError(f"unknown admin verb {verb!r}")
+
+    def http_client(self) -> IdentityHttpClient:
+        """An msal ``http_client`` that trusts this emulator whatever the environment says.
+
+        ``REQUESTS_CA_BUNDLE`` overrides a Session's ``verify``, and msal's ROPC
+        user-realm request drops the authority's port; this client handles both.
+        """
+        netloc = self.authority_host.removeprefix("https://")
+        return IdentityHttpClient(verify=self.ca_bundle, authority_netlocs=(netloc,))
+
+    def info(self) -> dict[str, Any]:
+        """URLs, CA bundle and sample credentials, as ``python -m`` prints them."""
+        return {
+            "authority_host": self.authority_host,
+            "authority": self.authority(),
+            "api_url": self.api_url,
+            "vault_url": self.vault_url,
+            "foreign_url": self.foreign_url,
+            "admin_url": f"{self.authority_host}/_emulator",
+            "ca_bundle": self.ca_bundle,
+            "sample": self.sample.as_dict() if self.sample else None,
+        }
