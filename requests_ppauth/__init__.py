@@ -1,3 +1,53 @@
-"""requests authentication for Microsoft Power Platform APIs."""
+"""requests authentication for Microsoft Power Platform APIs.
 
-__all__: list[str] = []
+``session.auth = PowerPlatformAuth()``: tokens from Entra ID through msal, for
+credentials found by pluggable sources. Importing this package imports neither
+msal nor filelock and reads no file: everything starts on the first request.
+"""
+
+from requests_ppauth.auth import PowerPlatformAuth
+from requests_ppauth.credentials import (
+    ClientCertificate,
+    ClientSecret,
+    Credential,
+    UsernamePassword,
+)
+from requests_ppauth.errors import (
+    CacheError,
+    ConfigurationError,
+    HostNotAllowedError,
+    InsecureTransportError,
+    NoCredentialError,
+    PPAuthError,
+    SecretReferenceError,
+    SourceError,
+    TokenAcquisitionError,
+    UnsafeFileError,
+)
+from requests_ppauth.hookspecs import hookimpl
+from requests_ppauth.source_api import CredentialSource, SecretResolver, SourceRequest
+from requests_ppauth.tokens import AccessToken, ROPCWarning
+
+__all__ = [
+    "AccessToken",
+    "CacheError",
+    "ClientCertificate",
+    "ClientSecret",
+    "ConfigurationError",
+    "Credential",
+    "CredentialSource",
+    "HostNotAllowedError",
+    "InsecureTransportError",
+    "NoCredentialError",
+    "PPAuthError",
+    "PowerPlatformAuth",
+    "ROPCWarning",
+    "SecretReferenceError",
+    "SecretResolver",
+    "SourceError",
+    "SourceRequest",
+    "TokenAcquisitionError",
+    "UnsafeFileError",
+    "UsernamePassword",
+    "hookimpl",
+]

@@ -9,6 +9,7 @@ that redirects would carry secrets elsewhere).
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -35,6 +36,24 @@ class IdentityHttpClient:
             if ":" in netloc and not netloc.endswith(":443")
         }
         self._session: requests.Session | None = None
+        self._local = threading.local()
+
+    @property
+    def last_error(self) -> dict[str, Any] | None:
+        """This thread's last Entra-shaped error body (msal turns some into bare ValueErrors)."""
+        return getattr(self._local, "error", None)
+
+    def _remember(self, resp: requests.Response) -> requests.Response:
+        error = None
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and "error" in body:
+                error = body
+        self._local.error = error
+        return resp
 
     @property
     def session(self) -> requests.Session:
@@ -58,11 +77,11 @@ class IdentityHttpClient:
 
     def get(self, url: str, **kwargs: Any) -> requests.Response:
         """GET as msal calls it (``params``, ``headers``, ``timeout``...)."""
-        return self.session.get(self._fix(url), **self._kwargs(kwargs))
+        return self._remember(self.session.get(self._fix(url), **self._kwargs(kwargs)))
 
     def post(self, url: str, **kwargs: Any) -> requests.Response:
         """POST as msal calls it (``data``, ``headers``...)."""
-        return self.session.post(self._fix(url), **self._kwargs(kwargs))
+        return self._remember(self.session.post(self._fix(url), **self._kwargs(kwargs)))
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -73,4 +92,9 @@ class IdentityHttpClient:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_session"] = None  # sessions hold sockets: rebuilt in the new process
+        del state["_local"]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()

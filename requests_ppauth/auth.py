@@ -1,0 +1,288 @@
+"""``PowerPlatformAuth``: the object that goes on ``session.auth``.
+
+The hot path (a fresh token in memory for a host seen before) is two dictionary
+lookups, a clock read and a header assignment: no I/O, no msal, no lock.
+Everything else (config, plugins, msal, the network) happens lazily, on the
+first request that needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from requests.auth import AuthBase
+from requests.cookies import extract_cookies_to_jar
+from requests.models import PreparedRequest, Response
+
+from requests_ppauth.clouds import Cloud, get_cloud, is_loopback, scope_for_host
+from requests_ppauth.credentials import Credential
+from requests_ppauth.errors import ConfigurationError, HostNotAllowedError, InsecureTransportError
+from requests_ppauth.tokens import TokenProvider
+
+_OPTIONS = (
+    "profile",
+    "credential",
+    "scope",
+    "hosts",
+    "allowed_hosts",
+    "cloud",
+    "authority_host",
+    "sources",
+    "verify",
+    "timeout",
+)
+_instances: weakref.WeakSet[PowerPlatformAuth] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for auth in list(_instances):
+        auth._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+class PowerPlatformAuth(AuthBase):
+    """Bearer tokens from Entra ID for Power Platform hosts.
+
+    :param profile: config profile; default ``PPAUTH_PROFILE`` or ``"default"``.
+    :param credential: use this credential instead of asking the sources.
+    :param scope: one scope for every host (overrides the host table).
+    :param hosts: extra ``{"host[:port]": scope}`` entries; these hosts are allowed.
+    :param allowed_hosts: the hosts (``host`` or ``host:port``) that may receive a
+        token, replacing the default (every Power Platform host of the cloud plus
+        ``hosts``). A host outside it raises :class:`HostNotAllowedError` before
+        anything is sent.
+    :param cloud: ``public`` (default), ``gcc``, ``gcchigh``, ``dod``, ``china``.
+    :param authority_host: Entra ID host, when not the cloud's.
+    :param sources: credential sources to ask, in this order.
+    :param verify: CA bundle for identity traffic (default ``PPAUTH_CA_BUNDLE``);
+        ``REQUESTS_CA_BUNDLE`` cannot override it.
+    :param timeout: (connect, read) seconds for identity traffic.
+    """
+
+    def __init__(
+        self,
+        profile: str | None = None,
+        *,
+        credential: Credential | None = None,
+        scope: str | None = None,
+        hosts: Mapping[str, str] | None = None,
+        allowed_hosts: Iterable[str] | None = None,
+        cloud: str | None = None,
+        authority_host: str | None = None,
+        sources: Sequence[str] | None = None,
+        verify: str | bool | None = None,
+        timeout: float | tuple[float, float] | None = None,
+    ) -> None:
+        self.profile = profile
+        self.credential = credential
+        self.scope = scope
+        self.hosts = {k.lower(): v for k, v in (hosts or {}).items()}
+        self.allowed_hosts = (
+            frozenset(h.lower() for h in allowed_hosts) if allowed_hosts is not None else None
+        )
+        self.cloud = get_cloud(cloud) if cloud else None  # validates now: a typo fails early
+        self.authority_host = authority_host
+        self.sources = list(sources) if sources is not None else None
+        self.verify = verify
+        self.timeout = timeout
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        self._lock = threading.Lock()
+        self._provider: TokenProvider | None = None
+        self._routes: dict[str, str] = {}
+        self._settled: dict[str, Any] | None = None
+        _instances.add(self)
+
+    # -- pickling: options travel, runtime state is rebuilt -------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = {name: getattr(self, name) for name in _OPTIONS}
+        state["cloud"] = self.cloud.name if self.cloud else None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return (
+            f"PowerPlatformAuth(profile={self.profile!r}, cloud="
+            f"{self.cloud.name if self.cloud else None!r}, scope={self.scope!r})"
+        )
+
+    # -- lazily settled configuration ----------------------------------------------
+    def _settle(self) -> dict[str, Any]:
+        """Profile, cloud, authority host and CA bundle, read once on first need."""
+        if self._settled is not None:
+            return self._settled
+        from requests_ppauth.config import load_profile
+
+        env = os.environ
+        name = self.profile or env.get("PPAUTH_PROFILE") or "default"
+        explicit = bool(self.profile or env.get("PPAUTH_PROFILE"))
+        profile = load_profile(name, env)
+        cloud = self.cloud or get_cloud(profile.get("cloud") or "public")
+        authority = (
+            self.authority_host
+            or profile.get("authority_host")
+            or env.get("PPAUTH_AUTHORITY_HOST")
+            or env.get("AZURE_AUTHORITY_HOST")
+            or cloud.authority_host
+        )
+        verify: str | bool = (
+            self.verify
+            if self.verify is not None
+            else profile.get("ca_bundle") or env.get("PPAUTH_CA_BUNDLE") or True
+        )
+        self._settled = {
+            "profile": profile,
+            "explicit": explicit,
+            "cloud": cloud,
+            "authority_host": authority,
+            "verify": verify,
+            "scope": self.scope or profile.get("scope"),
+        }
+        return self._settled
+
+    @property
+    def provider(self) -> TokenProvider:
+        """The token provider, built on first use."""
+        provider = self._provider
+        if provider is None:
+            with self._lock:
+                if self._provider is None:
+                    settled = self._settle()
+                    self._provider = TokenProvider(
+                        self._find_credential,
+                        authority_host=settled["authority_host"],
+                        verify=settled["verify"],
+                        timeout=self.timeout,
+                    )
+                provider = self._provider
+        return provider
+
+    def _find_credential(self) -> Credential:
+        if self.credential is not None:
+            return self.credential
+        from requests_ppauth.plugins import get_plugins
+
+        settled = self._settle()
+        return get_plugins().find_credential(
+            settled["profile"],
+            os.environ,
+            order=self.sources,
+            explicit_profile=settled["explicit"],
+        )
+
+    # -- host -> scope ---------------------------------------------------------------
+    def scope_for_url(self, url: str) -> str:
+        """The scope a request to ``url`` gets; raises if the host may not have a token."""
+        parts = urlsplit(url)
+        scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+        try:
+            port = parts.port
+        except ValueError:
+            raise HostNotAllowedError(f"malformed URL {url!r}: bad port") from None
+        if not host or scheme not in ("https", "http"):
+            raise HostNotAllowedError(f"refusing to authenticate {url!r}: not an http(s) URL")
+        hostport = f"{host}:{port}" if port else host
+        if scheme == "http" and not is_loopback(host):
+            raise InsecureTransportError(
+                f"refusing to send a token over plain http to {hostport}: use https "
+                "(only loopback hosts may use http)"
+            )
+        settled = self._settle()
+        cloud: Cloud = settled["cloud"]
+        mapped = self.hosts.get(hostport) or self.hosts.get(host)
+        table = scope_for_host(host, cloud)
+        if self.allowed_hosts is not None:
+            allowed = hostport in self.allowed_hosts or host in self.allowed_hosts
+        else:
+            allowed = mapped is not None or table is not None
+        if not allowed:
+            raise HostNotAllowedError(
+                f"refusing to send a Power Platform token to {hostport}: it is not a Power "
+                f"Platform host of the {cloud.name} cloud. If it should get one, pass "
+                f"allowed_hosts=[{hostport!r}] (with scope= or hosts={{{hostport!r}: scope}})."
+            )
+        scope = settled["scope"] or mapped or table
+        if scope is None:
+            raise ConfigurationError(
+                f"{hostport} is allowed but no scope is known for it: pass scope= or "
+                f"hosts={{{hostport!r}: 'https://.../.default'}}"
+            )
+        return str(scope)
+
+    def _route(self, url: str) -> str:
+        # "https://host:port/path" -> "https://host:port": cheaper than urlsplit per call
+        head = url.split("/", 3)
+        key = "/".join(head[:3])
+        scope = self._routes.get(key)
+        if scope is None:
+            scope = self.scope_for_url(url)
+            self._routes[key] = scope
+        return scope
+
+    # -- requests' AuthBase ----------------------------------------------------------------
+    def __call__(self, r: PreparedRequest) -> PreparedRequest:
+        """Add the bearer token for ``r``'s host (hot path)."""
+        scope = self._route(r.url or "")
+        provider = self._provider or self.provider
+        token = provider.tokens.get(scope)
+        if token is None or time.time() >= token.refresh_on:
+            token = provider.get(scope)
+        r.headers["Authorization"] = token.header
+        body = r.body
+        if body is not None and hasattr(body, "tell"):
+            try:
+                r._ppauth_body_pos = body.tell()  # type: ignore[attr-defined]
+            except OSError:
+                r._ppauth_body_pos = None  # type: ignore[attr-defined]
+        r.register_hook("response", self._handle_401)  # type: ignore[no-untyped-call]
+        return r
+
+    def _handle_401(self, r: Response, **kwargs: Any) -> Response:
+        """On a 401: forget the token, get another, resend once if the body can be replayed.
+
+        Modelled on ``requests.auth.HTTPDigestAuth.handle_401``.
+        """
+        if r.status_code != 401:
+            return r
+        request = r.request
+        if getattr(request, "_ppauth_retried", False) or request.url is None:
+            return r
+        try:
+            scope = self._route(request.url)
+        except (HostNotAllowedError, ConfigurationError):
+            return r  # e.g. a redirect landed on another host: never send it a token
+        body = request.body
+        pos = getattr(request, "_ppauth_body_pos", None)
+        if body is not None and not isinstance(body, bytes | str):
+            if pos is None or not hasattr(body, "seek"):
+                return r  # a stream we cannot rewind: the caller sees the 401
+            body.seek(pos)
+        sent = str(request.headers.get("Authorization", ""))
+        provider = self.provider
+        provider.forget(scope, sent.removeprefix("Bearer "))
+        token = provider.get(scope)
+        r.content  # noqa: B018 - drain, so the connection can be released
+        r.close()
+        prep = request.copy()
+        prep._ppauth_retried = True  # type: ignore[attr-defined]
+        cookies = getattr(prep, "_cookies", None)
+        if cookies is not None:
+            extract_cookies_to_jar(cookies, request, r.raw)  # type: ignore[no-untyped-call]
+            prep.prepare_cookies(cookies)
+        prep.headers["Authorization"] = token.header
+        retry = r.connection.send(prep, **kwargs)
+        retry.history.append(r)
+        retry.request = prep
+        return retry

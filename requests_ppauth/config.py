@@ -1,0 +1,164 @@
+"""The TOML config file: ``[profiles.<name>]`` tables, validated on read.
+
+Where: ``PPAUTH_CONFIG``, else ``<platform config dir>/requests-ppauth/config.toml``.
+A profile holds both settings every source may use (``cloud``, ``authority_host``,
+``scope``, ``sources``, ``ca_bundle``) and a credential the ``file`` source reads.
+Parsed files are memoised on (path, mtime, size): a long-running process that
+builds many auth objects reads the file once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from requests_ppauth.errors import ConfigurationError
+
+APP_NAME = "requests-ppauth"
+
+STRING_KEYS = frozenset(
+    {
+        "tenant_id",
+        "client_id",
+        "certificate_path",
+        "username",
+        "cloud",
+        "authority_host",
+        "scope",
+        "ca_bundle",
+    }
+)
+SECRET_KEYS = frozenset({"client_secret", "certificate_password", "password"})
+BOOL_KEYS = frozenset({"send_certificate_chain"})
+LIST_KEYS = frozenset({"sources"})
+PROFILE_KEYS = STRING_KEYS | SECRET_KEYS | BOOL_KEYS | LIST_KEYS
+
+
+def config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``PPAUTH_CONFIG`` or the platform's user config directory."""
+    env = os.environ if environ is None else environ
+    if env.get("PPAUTH_CONFIG"):
+        return Path(env["PPAUTH_CONFIG"]).expanduser()
+    import platformdirs  # lazy: nothing at import time
+
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One ``[profiles.<name>]`` table (empty when the file or the table is absent)."""
+
+    name: str
+    path: Path
+    settings: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    exists: bool = False
+    file_mode: int | None = None
+    available: tuple[str, ...] = ()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A setting, or ``default``."""
+        return self.settings.get(key, default)
+
+
+_memo: dict[Path, tuple[tuple[int, int], dict[str, dict[str, Any]], int]] = {}
+_memo_lock = threading.Lock()
+
+
+def _validate(path: Path, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigurationError(f"{path}: 'profiles' must be a table of [profiles.<name>]")
+    unknown_top = sorted(set(data) - {"profiles"})
+    if unknown_top:
+        raise ConfigurationError(
+            f"{path}: unknown top-level key(s) {', '.join(unknown_top)}; "
+            "settings go under [profiles.<name>]"
+        )
+    for name, table in profiles.items():
+        where = f"{path}: [profiles.{name}]"
+        if not isinstance(table, dict):
+            raise ConfigurationError(f"{where} must be a table")
+        unknown = sorted(set(table) - PROFILE_KEYS)
+        if unknown:
+            raise ConfigurationError(
+                f"{where}: unknown key(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(PROFILE_KEYS))}"
+            )
+        for key, value in table.items():
+            ok = (
+                (key in STRING_KEYS and isinstance(value, str))
+                or (key in SECRET_KEYS and (isinstance(value, str) or _is_ref_table(value)))
+                or (key in BOOL_KEYS and isinstance(value, bool))
+                or (
+                    key in LIST_KEYS
+                    and isinstance(value, list)
+                    and all(isinstance(v, str) for v in value)
+                )
+            )
+            if not ok:
+                expected = (
+                    "a string"
+                    if key in STRING_KEYS
+                    else 'a string or { ref = "scheme:..." }'
+                    if key in SECRET_KEYS
+                    else "true or false"
+                    if key in BOOL_KEYS
+                    else "a list of strings"
+                )
+                raise ConfigurationError(f"{where}: {key} must be {expected}")
+    return profiles
+
+
+def _is_ref_table(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"ref"} and isinstance(value["ref"], str)
+
+
+def read_profiles(path: Path) -> tuple[dict[str, dict[str, Any]], int] | None:
+    """All profiles in ``path`` and the file's mode; ``None`` when it does not exist."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read config file {path}: {exc.strerror}") from None
+    key = (st.st_mtime_ns, st.st_size)
+    with _memo_lock:
+        hit = _memo.get(path)
+        if hit and hit[0] == key:
+            return hit[1], hit[2]
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"config file {path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from None
+    profiles = _validate(path, data)
+    with _memo_lock:
+        _memo[path] = (key, profiles, st.st_mode)
+    return profiles, st.st_mode
+
+
+def load_profile(name: str, environ: Mapping[str, str] | None = None) -> Profile:
+    """Profile ``name`` from the config file (an empty one when absent)."""
+    path = config_path(environ)
+    found = read_profiles(path)
+    if found is None:
+        return Profile(name=name, path=path)
+    profiles, mode = found
+    return Profile(
+        name=name,
+        path=path,
+        settings=profiles.get(name, {}),
+        exists=name in profiles,
+        file_mode=mode,
+        available=tuple(sorted(profiles)),
+    )

@@ -1,0 +1,150 @@
+"""One error tree. Every message says what failed, where, and what to do next.
+
+``PPAuthError`` is the base; subclasses also inherit the builtin a caller is
+likely to catch already (``ValueError`` for bad configuration, ``LookupError``
+for "nothing found", ``PermissionError`` for unsafe files). No message, repr or
+attribute ever holds a secret or a token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# Usual causes of the Entra ID errors Power Platform users meet, by AADSTS code.
+AADSTS_HINTS: dict[int, str] = {
+    50076: "the account needs multi-factor authentication, which username/password (ROPC) "
+    "cannot do: use a service principal (client secret or certificate) instead",
+    50079: "the account must register for multi-factor authentication, which ROPC cannot "
+    "do: use a service principal (client secret or certificate) instead",
+    50126: "wrong username or password (check PPAUTH_USERNAME / PPAUTH_PASSWORD or the "
+    "profile's username/password)",
+    50196: "Entra ID is throttling repeated identical requests: reuse tokens (keep the "
+    "on-disk cache on) instead of asking again",
+    65001: "nobody has consented to this app for this API: an admin must grant consent "
+    "(Azure portal > App registrations > API permissions > Grant admin consent)",
+    90002: "the tenant does not exist in this cloud: check the tenant id and the cloud / "
+    "authority host",
+    700016: "the app is not registered in that tenant: wrong tenant or cloud? Check "
+    "client_id and tenant_id",
+    700027: "the certificate is not the one registered on the app: upload its public "
+    "certificate in the app registration or use the matching key",
+    7000215: "invalid client secret: use the secret's Value, not its Secret ID",
+    7000218: "this app is confidential: provide a client secret or certificate, or turn on "
+    "'Allow public client flows' for username/password",
+    7000222: "the client secret has expired: create a new one in the app registration "
+    "(Certificates & secrets)",
+}
+
+
+class PPAuthError(Exception):
+    """Base class of every error this package raises."""
+
+
+class ConfigurationError(PPAuthError, ValueError):
+    """A setting is missing, malformed or contradictory."""
+
+
+class SourceError(ConfigurationError):
+    """A credential source recognised the request but cannot complete it.
+
+    ``source`` names the source (``env``, ``file``, a plugin's name).
+    """
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"[{source}] {message}")
+        self.source = source
+
+
+class SecretReferenceError(ConfigurationError):
+    """A secret reference (``keyring:…``, a Key Vault URL) cannot be resolved."""
+
+
+class UnsafeFileError(PPAuthError, PermissionError):
+    """A file holding secrets or tokens is readable or writable by others."""
+
+
+class NoCredentialError(PPAuthError, LookupError):
+    """No source had a credential; ``reasons`` maps each source asked to why it passed."""
+
+    def __init__(self, profile: str, reasons: Mapping[str, str]) -> None:
+        lines = [f"no credential found for profile {profile!r}. Sources asked, in order:"]
+        lines += [f"  - {name}: {why}" for name, why in reasons.items()]
+        if not reasons:
+            lines.append("  (none: every source is blocked or excluded)")
+        lines.append(
+            "Set PPAUTH_TENANT_ID, PPAUTH_CLIENT_ID and PPAUTH_CLIENT_SECRET, or add "
+            f"[profiles.{profile}] to the config file (see `ppauth sources`)."
+        )
+        super().__init__("\n".join(lines))
+        self.profile = profile
+        self.reasons = dict(reasons)
+
+
+class HostNotAllowedError(PPAuthError, ValueError):
+    """A request to a host that must not receive a token; nothing was sent."""
+
+
+class InsecureTransportError(HostNotAllowedError):
+    """A token would travel over plain http to a non-loopback host; nothing was sent."""
+
+
+class TokenAcquisitionError(PPAuthError):
+    """Entra ID refused to issue a token, or could not be reached.
+
+    ``error`` is the OAuth error (``invalid_client``...), ``code`` the first AADSTS
+    code, ``hint`` what usually causes it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error: str | None = None,
+        codes: Sequence[int] = (),
+        correlation_id: str | None = None,
+        hint: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        text = message
+        if hint:
+            text += f"\nHint: {hint}"
+        if correlation_id:
+            text += f"\n(correlation id {correlation_id})"
+        super().__init__(text)
+        self.error = error
+        self.codes = tuple(codes)
+        self.correlation_id = correlation_id
+        self.hint = hint
+        self.retryable = (
+            retryable
+            if retryable is not None
+            else error in ("temporarily_unavailable", "server_error", "network_error")
+            or 50196 in self.codes
+        )
+
+    @property
+    def code(self) -> int | None:
+        """The first AADSTS code, if Entra ID sent one."""
+        return self.codes[0] if self.codes else None
+
+    @classmethod
+    def from_msal(cls, result: Mapping[str, Any], what: str) -> TokenAcquisitionError:
+        """Build from an msal result dict (``error``, ``error_description``, ``error_codes``)."""
+        codes = [int(c) for c in result.get("error_codes") or () if str(c).isdigit()]
+        hint = next((AADSTS_HINTS[c] for c in codes if c in AADSTS_HINTS), None)
+        description = str(result.get("error_description") or "").split(" Trace ID:")[0]
+        message = f"{what}: {result.get('error', 'error')}"
+        if description:
+            message += f": {description}"
+        return cls(
+            message,
+            error=result.get("error"),
+            codes=codes,
+            correlation_id=result.get("correlation_id"),
+            hint=hint,
+        )
+
+
+class CacheError(PPAuthError, OSError):
+    """The on-disk token cache cannot be used (permissions, ownership, I/O)."""

@@ -1,0 +1,56 @@
+"""Hook specifications for requests-ppauth plugins (entry-point group ``requests_ppauth``).
+
+A plugin is a module or object with functions marked ``@requests_ppauth.hookimpl``.
+Every hook here *registers* objects through a callback rather than returning them:
+the host owns ordering, de-duplication and validation (the pattern of llm's
+``register_models`` and tox's ``tox_register_tox_env``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from requests_ppauth.source_api import CredentialSource, SecretResolver
+
+PROJECT = "requests_ppauth"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def ppauth_register_sources(register: Callable[[CredentialSource], None]) -> None:
+    """Register credential sources by calling ``register(source)`` once for each.
+
+    :param register: takes an object satisfying
+        :class:`requests_ppauth.source_api.CredentialSource` (``name``, ``priority``,
+        ``credential(request)``). Names must be unique across plugins; a duplicate is
+        an error that names both.
+    :return: nothing; the return value is ignored. Every plugin's implementation runs.
+
+    Precedence is data: sources are consulted by ascending ``priority`` (built-ins:
+    ``env`` 10, ``file`` 20), unless the profile's ``sources`` list or the
+    ``sources=`` argument names an order. ``credential`` returns ``None`` to pass
+    (calling ``request.note(reason)`` first, so "no credential" errors can say
+    why) and raises :class:`requests_ppauth.SourceError` when it recognises the
+    request but cannot complete it.
+    """
+
+
+@hookspec
+def ppauth_register_secret_resolvers(register: Callable[[SecretResolver], None]) -> None:
+    """Register resolvers for secret references by calling ``register(resolver)``.
+
+    :param register: takes an object satisfying
+        :class:`requests_ppauth.source_api.SecretResolver` (``name``, ``schemes``,
+        ``claims(reference)``, ``resolve(reference, request)``).
+    :return: nothing; every plugin's implementation runs.
+
+    A reference is a config or environment value such as ``keyring:prod`` or
+    ``https://myvault.vault.azure.net/secrets/name``: the first resolver whose
+    ``claims`` returns true resolves it. An unclaimed ``{ ref = "..." }`` value is a
+    :class:`requests_ppauth.SecretReferenceError`.
+    """

@@ -1,0 +1,195 @@
+"""The plugin manager: built-ins and entry points, loaded lazily, once, under control.
+
+Nothing happens at import. The first credential lookup loads the built-in
+sources and every ``requests_ppauth`` entry point except those named in
+``PPAUTH_DISABLE_PLUGINS`` (comma-separated plugin names, built-ins included),
+then checks that every hook implementation matches a spec.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pluggy
+
+from requests_ppauth import hookspecs
+from requests_ppauth.config import Profile
+from requests_ppauth.credentials import Credential
+from requests_ppauth.errors import ConfigurationError, NoCredentialError, PPAuthError
+from requests_ppauth.source_api import CredentialSource, SecretResolver, SourceRequest
+
+BUILTINS = ("requests_ppauth.sources.env", "requests_ppauth.sources.file")
+DISABLE_VAR = "PPAUTH_DISABLE_PLUGINS"
+
+
+class PluginRegistrationError(PPAuthError, TypeError):
+    """A plugin registered something that breaks the contract (bad type, duplicate name)."""
+
+
+class Plugins:
+    """Typed facade over ``pm.hook``: internal code never calls pluggy directly."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        self.blocked = frozenset(
+            n.strip() for n in env.get(DISABLE_VAR, "").split(",") if n.strip()
+        )
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        for name in self.blocked:
+            self.pm.set_blocked(name)
+        import importlib
+
+        for module_name in BUILTINS:
+            short = module_name.rsplit(".", 1)[1]
+            if short not in self.blocked:
+                self.pm.register(importlib.import_module(module_name), name=short)
+        self.pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+        self.pm.check_pending()
+        self._sources: list[CredentialSource] | None = None
+        self._resolvers: list[SecretResolver] | None = None
+
+    def register(self, plugin: object, name: str | None = None) -> None:
+        """Register a plugin object at run time (for apps and tests without entry points)."""
+        self.pm.register(plugin, name=name)
+        self.pm.check_pending()
+        self._sources = self._resolvers = None
+
+    def unregister(self, name: str) -> None:
+        """Remove a plugin registered by :meth:`register`."""
+        self.pm.unregister(name=name)
+        self._sources = self._resolvers = None
+
+    def plugin_names(self) -> list[str]:
+        """Names of the loaded plugins (built-ins and entry points)."""
+        return sorted(n for n, p in self.pm.list_name_plugin() if p is not None)
+
+    def sources(self) -> list[CredentialSource]:
+        """Every registered source, by ascending ``priority`` then name."""
+        if self._sources is None:
+            found: dict[str, CredentialSource] = {}
+
+            def register(source: Any) -> None:
+                if not isinstance(source, CredentialSource):
+                    raise PluginRegistrationError(
+                        f"{source!r} is not a credential source: it needs name, priority "
+                        "and credential(request)"
+                    )
+                if source.name in found:
+                    raise PluginRegistrationError(
+                        f"two plugins register a source named {source.name!r}"
+                    )
+                found[source.name] = source
+
+            self.pm.hook.ppauth_register_sources(register=register)
+            self._sources = sorted(found.values(), key=lambda s: (s.priority, s.name))
+        return list(self._sources)
+
+    def resolvers(self) -> list[SecretResolver]:
+        """Every registered secret resolver."""
+        if self._resolvers is None:
+            found: list[SecretResolver] = []
+
+            def register(resolver: Any) -> None:
+                if not isinstance(resolver, SecretResolver):
+                    raise PluginRegistrationError(
+                        f"{resolver!r} is not a secret resolver: it needs name, schemes, "
+                        "claims(reference) and resolve(reference, request)"
+                    )
+                found.append(resolver)
+
+            self.pm.hook.ppauth_register_secret_resolvers(register=register)
+            self._resolvers = found
+        return list(self._resolvers)
+
+    def ordered_sources(self, order: Sequence[str] | None) -> list[CredentialSource]:
+        """Sources in the order named (all of them by priority when ``order`` is None)."""
+        sources = self.sources()
+        if order is None:
+            return sources
+        by_name = {s.name: s for s in sources}
+        unknown = [n for n in order if n not in by_name]
+        if unknown:
+            raise ConfigurationError(
+                f"unknown credential source(s) {', '.join(map(repr, unknown))}; installed: "
+                f"{', '.join(by_name) or 'none'}"
+                + (
+                    f" (blocked by {DISABLE_VAR}: {', '.join(sorted(self.blocked))})"
+                    if self.blocked
+                    else ""
+                )
+            )
+        return [by_name[n] for n in order]
+
+    def find_credential(
+        self,
+        profile: Profile,
+        environ: Mapping[str, str],
+        *,
+        order: Sequence[str] | None = None,
+        explicit_profile: bool = False,
+    ) -> Credential:
+        """Ask the sources in precedence order; the first credential wins.
+
+        Precedence: ``order`` (the ``sources=`` argument), else the profile's
+        ``sources`` list, else ascending priority. A source that raises stops the
+        search: it recognised the request, so its error is the one to show.
+        """
+        names = order if order is not None else profile.get("sources")
+        reasons: dict[str, str] = {}
+        resolvers = self.resolvers()
+        for source in self.ordered_sources(names):
+            request = SourceRequest(
+                profile=profile.name,
+                settings=profile.settings,
+                environ=environ,
+                config_path=profile.path,
+                settings_mode=profile.file_mode,
+                explicit_profile=explicit_profile,
+                resolvers=resolvers,
+            )
+            credential = source.credential(request)
+            if credential is not None:
+                if not isinstance(credential, Credential):
+                    raise PluginRegistrationError(
+                        f"source {source.name!r} returned {type(credential).__name__}, "
+                        "not a requests_ppauth.credentials.Credential"
+                    )
+                return _with_source(credential, source.name)
+            reasons[source.name] = request.notes[-1] if request.notes else "passed"
+        if explicit_profile and not profile.exists and profile.available:
+            reasons["(config)"] = (
+                f"profile {profile.name!r} is not in {profile.path}; it has: "
+                f"{', '.join(profile.available)}"
+            )
+        raise NoCredentialError(profile.name, reasons)
+
+
+def _with_source(credential: Credential, name: str) -> Credential:
+    import dataclasses
+
+    return dataclasses.replace(credential, source=name)
+
+
+_plugins: Plugins | None = None
+_lock = threading.Lock()
+
+
+def get_plugins() -> Plugins:
+    """The process-wide plugin manager, created on first use."""
+    global _plugins
+    if _plugins is None:
+        with _lock:
+            if _plugins is None:
+                _plugins = Plugins()
+    return _plugins
+
+
+def reset_plugins() -> None:
+    """Forget the loaded plugins, so the next lookup reloads them (tests, long-lived hosts)."""
+    global _plugins
+    with _lock:
+        _plugins = None

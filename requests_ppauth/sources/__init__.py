@@ -1,0 +1,1 @@
+"""Built-in credential sources, registered through the same hook as any plugin."""

@@ -1,0 +1,109 @@
+"""The ``env`` source: ``PPAUTH_*`` variables, else azure-identity's ``AZURE_*`` names.
+
+Same meaning as azure-identity's EnvironmentCredential: tenant + client id with a
+secret, a certificate path, or a username and password. The two families are
+never mixed: if any ``PPAUTH_`` credential variable is set, only ``PPAUTH_``
+names are read, so one app's id is never paired with another app's secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from requests_ppauth.credentials import (
+    ClientCertificate,
+    ClientSecret,
+    Credential,
+    UsernamePassword,
+)
+from requests_ppauth.errors import SourceError
+from requests_ppauth.hookspecs import hookimpl
+from requests_ppauth.source_api import CredentialSource, SourceRequest
+from requests_ppauth.sources._certfile import read_certificate
+
+FIELDS = (
+    "TENANT_ID",
+    "CLIENT_ID",
+    "CLIENT_SECRET",
+    "CLIENT_CERTIFICATE_PATH",
+    "CLIENT_CERTIFICATE_PASSWORD",
+    "USERNAME",
+    "PASSWORD",
+    "CLIENT_SEND_CERTIFICATE_CHAIN",
+)
+TRUE = {"1", "true", "yes", "on"}
+
+
+class EnvSource:
+    """Credentials from environment variables."""
+
+    name = "env"
+    priority = 10
+
+    def credential(self, request: SourceRequest) -> Credential | None:
+        """See the module docstring."""
+        env = request.environ
+        prefix = "PPAUTH_" if any(env.get("PPAUTH_" + f) for f in FIELDS) else "AZURE_"
+        values = {f: env.get(prefix + f, "") for f in FIELDS}
+        if not any(values[f] for f in FIELDS):
+            request.note("no PPAUTH_* or AZURE_* credential variables are set")
+            return None
+        p = prefix
+        authority = env.get("PPAUTH_AUTHORITY_HOST") or env.get("AZURE_AUTHORITY_HOST") or None
+        client_id, tenant = values["CLIENT_ID"], values["TENANT_ID"]
+        secret, cert_path = values["CLIENT_SECRET"], values["CLIENT_CERTIFICATE_PATH"]
+        username, password = values["USERNAME"], values["PASSWORD"]
+        if not client_id:
+            set_names = ", ".join(p + f for f in FIELDS if values[f])
+            raise SourceError(self.name, f"{set_names} set but {p}CLIENT_ID is not")
+        if secret or cert_path:
+            if not tenant:
+                raise SourceError(
+                    self.name,
+                    f"{p}CLIENT_ID and {p}CLIENT_{'SECRET' if secret else 'CERTIFICATE_PATH'} "
+                    f"are set but {p}TENANT_ID is not",
+                )
+            if secret:
+                return ClientSecret(
+                    tenant_id=tenant,
+                    client_id=client_id,
+                    authority_host=authority,
+                    secret=str(request.resolve(secret, f"{p}CLIENT_SECRET")),
+                )
+            password_value = values["CLIENT_CERTIFICATE_PASSWORD"]
+            return ClientCertificate(
+                tenant_id=tenant,
+                client_id=client_id,
+                authority_host=authority,
+                certificate=read_certificate(self.name, cert_path, f"{p}CLIENT_CERTIFICATE_PATH"),
+                password=str(request.resolve(password_value, f"{p}CLIENT_CERTIFICATE_PASSWORD"))
+                if password_value
+                else None,
+                path=cert_path,
+                send_certificate_chain=values["CLIENT_SEND_CERTIFICATE_CHAIN"].lower() in TRUE,
+            )
+        if username or password:
+            missing = [p + n for n, v in (("USERNAME", username), ("PASSWORD", password)) if not v]
+            if missing:
+                raise SourceError(
+                    self.name,
+                    f"{p}USERNAME and {p}PASSWORD go together: {', '.join(missing)} is not set",
+                )
+            return UsernamePassword(
+                tenant_id=tenant or "organizations",
+                client_id=client_id,
+                authority_host=authority,
+                username=username,
+                password=str(request.resolve(password, f"{p}PASSWORD")),
+            )
+        raise SourceError(
+            self.name,
+            f"{p}CLIENT_ID is set but none of {p}CLIENT_SECRET, {p}CLIENT_CERTIFICATE_PATH "
+            f"or {p}USERNAME + {p}PASSWORD",
+        )
+
+
+@hookimpl
+def ppauth_register_sources(register: Callable[[CredentialSource], None]) -> None:
+    """Register :class:`EnvSource`."""
+    register(EnvSource())

@@ -1,0 +1,107 @@
+"""The ``file`` source: a profile's credential in the TOML config file.
+
+A plaintext secret is refused when the file is readable by group or others (the
+error says ``chmod 600``); references (``keyring:…``, Key Vault URLs,
+``{ ref = "…" }``) are resolved through the registered resolvers and allowed
+in any file.
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Callable
+
+from requests_ppauth.config import SECRET_KEYS
+from requests_ppauth.credentials import (
+    ClientCertificate,
+    ClientSecret,
+    Credential,
+    UsernamePassword,
+)
+from requests_ppauth.errors import SourceError, UnsafeFileError
+from requests_ppauth.hookspecs import hookimpl
+from requests_ppauth.source_api import CredentialSource, SourceRequest
+from requests_ppauth.sources._certfile import read_certificate
+
+
+class FileSource:
+    """Credentials from ``[profiles.<name>]`` in the config file."""
+
+    name = "file"
+    priority = 20
+
+    def credential(self, request: SourceRequest) -> Credential | None:
+        """See the module docstring."""
+        s = request.settings
+        where = f"[profiles.{request.profile}] in {request.config_path}"
+        if not s:
+            request.note(f"no [profiles.{request.profile}] in {request.config_path}")
+            return None
+        if not any(k in s for k in ("client_secret", "certificate_path", "username", "password")):
+            request.note(f"{where} holds no secret, certificate or username")
+            return None
+        self._check_plaintext(request)
+        client_id, tenant = s.get("client_id"), s.get("tenant_id")
+        if not client_id:
+            raise SourceError(self.name, f"{where} has a credential but no client_id")
+        authority = s.get("authority_host")
+        if "client_secret" in s or "certificate_path" in s:
+            if not tenant:
+                raise SourceError(self.name, f"{where} has a client credential but no tenant_id")
+            if "client_secret" in s:
+                return ClientSecret(
+                    tenant_id=tenant,
+                    client_id=client_id,
+                    authority_host=authority,
+                    secret=_text(request.resolve(s["client_secret"], "client_secret")),
+                )
+            password = s.get("certificate_password")
+            return ClientCertificate(
+                tenant_id=tenant,
+                client_id=client_id,
+                authority_host=authority,
+                certificate=read_certificate(
+                    self.name, s["certificate_path"], f"certificate_path of {where}"
+                ),
+                password=_text(request.resolve(password, "certificate_password"))
+                if password is not None
+                else None,
+                path=s["certificate_path"],
+                send_certificate_chain=bool(s.get("send_certificate_chain", False)),
+            )
+        if not s.get("username") or "password" not in s:
+            raise SourceError(self.name, f"{where}: username and password go together")
+        return UsernamePassword(
+            tenant_id=tenant or "organizations",
+            client_id=client_id,
+            authority_host=authority,
+            username=s["username"],
+            password=_text(request.resolve(s["password"], "password")),
+        )
+
+    @staticmethod
+    def _check_plaintext(request: SourceRequest) -> None:
+        plaintext = [
+            k
+            for k in SECRET_KEYS
+            if isinstance(request.settings.get(k), str)
+            and request.resolve(request.settings[k], k) is request.settings[k]
+        ]
+        mode = request.settings_mode
+        if plaintext and mode is not None and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise UnsafeFileError(
+                f"{request.config_path} holds a plaintext {plaintext[0]} for profile "
+                f"{request.profile!r} but is readable by others (mode "
+                f"{stat.S_IMODE(mode):o}): run `chmod 600 {request.config_path}`, or store "
+                "the secret in a keyring and write a reference (keyring:...)"
+            )
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@hookimpl
+def ppauth_register_sources(register: Callable[[CredentialSource], None]) -> None:
+    """Register :class:`FileSource`."""
+    register(FileSource())
