@@ -28,7 +28,7 @@ from requests_ppauth.credentials import (
     Credential,
     UsernamePassword,
 )
-from requests_ppauth.errors import ConfigurationError, TokenAcquisitionError
+from requests_ppauth.errors import ConfigurationError, PPAuthError, TokenAcquisitionError
 
 log = logging.getLogger("requests_ppauth")
 
@@ -254,8 +254,8 @@ class TokenProvider:
                 hint="check the network, the authority host / cloud setting, and "
                 "PPAUTH_CA_BUNDLE if the host uses a private CA",
             ) from None
-        except requests.exceptions.SSLError as exc:  # pragma: no cover - subclass of above
-            raise TokenAcquisitionError(f"TLS failed: {exc}") from None
+        except PPAuthError:
+            raise  # ours already says what to do (and ConfigurationError is a ValueError)
         except ValueError as exc:
             raise self._discovery_error(cred, exc) from None
         except Exception as exc:

@@ -15,12 +15,13 @@ pytest_plugins = ["pytester"]
 @pytest.fixture(autouse=True)
 def _environ_guard() -> Iterator[None]:
     """Fail a test that changes os.environ without monkeypatch (tox does the same)."""
-    before = dict(os.environ)
+    before = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
     yield
-    after = dict(os.environ)
+    after = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
     if before != after:
         changed = sorted(set(before.items()) ^ set(after.items()))
-        os.environ.clear()
+        for key in set(after) - set(before):
+            del os.environ[key]
         os.environ.update(before)
         pytest.fail(f"test leaked environment changes: {[k for k, _ in changed]}")
 
