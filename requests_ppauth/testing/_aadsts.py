@@ -47,6 +47,11 @@ ERRORS: dict[int, tuple[str, int, str]] = {
         400,
         "The request was denied because one or more grants are expired or invalid.",
     ),
+    70003: (
+        "unsupported_grant_type",
+        400,
+        "The app requested an unsupported grant type '{grant}'.",
+    ),
     70011: (
         "invalid_scope",
         400,

@@ -212,15 +212,7 @@ class Identity:
                 return self._password(req, tenant, app, form)
             if grant == "refresh_token":
                 return self._refresh(req, tenant, app, form)
-            return Response.json(
-                400,
-                {
-                    "error": "unsupported_grant_type",
-                    "error_description": f"AADSTS70003: The app requested an unsupported grant "
-                    f"type '{grant}'.",
-                    "error_codes": [70003],
-                },
-            )
+            raise EntraError(70003, grant=grant)
         except EntraError as exc:
             return self._error(req, exc)
 

@@ -173,9 +173,12 @@ class Directory:
 
     # -- mutations -----------------------------------------------------------
     def add_tenant(self, domain: str, tenant_id: str | None = None) -> Tenant:
-        """Register a tenant."""
+        """Register a tenant; its id and domain must both be new."""
         tenant = Tenant(id=tenant_id or str(uuid.uuid4()), domain=domain)
         with self.lock:
+            for ref in (tenant.id, tenant.domain):
+                if self.tenant(ref) is not None:
+                    raise ValueError(f"a tenant {ref!r} is already registered")
             self.tenants[tenant.id] = tenant
         return tenant
 

@@ -154,8 +154,13 @@ class Emulator:
 
     def stop(self) -> None:
         """Stop serving, close open connections, delete the CA bundle's directory."""
+        # shutdown() waits for a serve_forever poll; stop all four at once, not in turn
+        stoppers = [threading.Thread(target=lst.shutdown) for lst in self._listeners.values()]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join(timeout=5)
         for listener in self._listeners.values():
-            listener.shutdown()
             listener.close_connections()
             listener.server_close()
         for thread in self._threads:
