@@ -31,6 +31,11 @@ def parse_certificate(data: bytes, password: str | None, where: str) -> ParsedCe
     certs: list[x509.Certificate]
     key: Any
     if b"-----BEGIN" in data:
+        if b"PRIVATE KEY-----" not in data:  # else the error below blames a password
+            raise ConfigurationError(
+                f"{where} holds no private key: put the private key and the certificate "
+                "in one PEM file, or use a PFX"
+            )
         try:
             key = serialization.load_pem_private_key(data, pw)
         except TypeError:

@@ -65,7 +65,7 @@ class Profile:
         return self.settings.get(key, default)
 
 
-_memo: dict[Path, tuple[tuple[int, int], dict[str, dict[str, Any]], int]] = {}
+_memo: dict[Path, tuple[tuple[int, int], dict[str, dict[str, Any]]]] = {}
 _memo_lock = threading.Lock()
 
 
@@ -130,7 +130,8 @@ def read_profiles(path: Path) -> tuple[dict[str, dict[str, Any]], int] | None:
     with _memo_lock:
         hit = _memo.get(path)
         if hit and hit[0] == key:
-            return hit[1], hit[2]
+            # the mode from this stat, not the memo: chmod changes neither mtime nor size
+            return hit[1], st.st_mode
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -143,7 +144,7 @@ def read_profiles(path: Path) -> tuple[dict[str, dict[str, Any]], int] | None:
         raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from None
     profiles = _validate(path, data)
     with _memo_lock:
-        _memo[path] = (key, profiles, st.st_mode)
+        _memo[path] = (key, profiles)
     return profiles, st.st_mode
 
 

@@ -55,8 +55,13 @@ class Plugins:
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin object at run time (for apps and tests without entry points)."""
         self.pm.register(plugin, name=name)
-        self.pm.check_pending()
         self._sources = self._resolvers = None
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError:
+            # leave no unknown hook behind: it would fail every later register()
+            self.pm.unregister(plugin)
+            raise
 
     def unregister(self, name: str) -> None:
         """Remove a plugin registered by :meth:`register`."""
@@ -80,7 +85,8 @@ class Plugins:
                     )
                 if source.name in found:
                     raise PluginRegistrationError(
-                        f"two plugins register a source named {source.name!r}"
+                        f"two plugins register a source named {source.name!r}: "
+                        f"{_qualname(found[source.name])} and {_qualname(source)}"
                     )
                 found[source.name] = source
 
@@ -166,6 +172,10 @@ class Plugins:
                 f"{', '.join(profile.available)}"
             )
         raise NoCredentialError(profile.name, reasons)
+
+
+def _qualname(obj: object) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def _with_source(credential: Credential, name: str) -> Credential:

@@ -68,7 +68,7 @@ class EnvSource:
                     tenant_id=tenant,
                     client_id=client_id,
                     authority_host=authority,
-                    secret=str(request.resolve(secret, f"{p}CLIENT_SECRET")),
+                    secret=_text(request.resolve(secret, f"{p}CLIENT_SECRET")),
                 )
             password_value = values["CLIENT_CERTIFICATE_PASSWORD"]
             return ClientCertificate(
@@ -76,7 +76,7 @@ class EnvSource:
                 client_id=client_id,
                 authority_host=authority,
                 certificate=read_certificate(self.name, cert_path, f"{p}CLIENT_CERTIFICATE_PATH"),
-                password=str(request.resolve(password_value, f"{p}CLIENT_CERTIFICATE_PASSWORD"))
+                password=_text(request.resolve(password_value, f"{p}CLIENT_CERTIFICATE_PASSWORD"))
                 if password_value
                 else None,
                 path=cert_path,
@@ -94,13 +94,18 @@ class EnvSource:
                 client_id=client_id,
                 authority_host=authority,
                 username=username,
-                password=str(request.resolve(password, f"{p}PASSWORD")),
+                password=_text(request.resolve(password, f"{p}PASSWORD")),
             )
         raise SourceError(
             self.name,
             f"{p}CLIENT_ID is set but none of {p}CLIENT_SECRET, {p}CLIENT_CERTIFICATE_PATH "
             f"or {p}USERNAME + {p}PASSWORD",
         )
+
+
+def _text(value: object) -> str:
+    # a resolver may return bytes (SecretResolver.resolve): str(b"x") would be "b'x'"
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @hookimpl

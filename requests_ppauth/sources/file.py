@@ -40,7 +40,12 @@ class FileSource:
         if not any(k in s for k in ("client_secret", "certificate_path", "username", "password")):
             request.note(f"{where} holds no secret, certificate or username")
             return None
-        self._check_plaintext(request)
+        # string secrets are resolved once here: a resolver (keyring, Key Vault) is not asked twice
+        resolved = self._check_plaintext(request)
+
+        def secret(key: str) -> str:
+            return _text(resolved[key] if key in resolved else request.resolve(s[key], key))
+
         client_id, tenant = s.get("client_id"), s.get("tenant_id")
         if not client_id:
             raise SourceError(self.name, f"{where} has a credential but no client_id")
@@ -53,7 +58,7 @@ class FileSource:
                     tenant_id=tenant,
                     client_id=client_id,
                     authority_host=authority,
-                    secret=_text(request.resolve(s["client_secret"], "client_secret")),
+                    secret=secret("client_secret"),
                 )
             password = s.get("certificate_password")
             return ClientCertificate(
@@ -63,9 +68,7 @@ class FileSource:
                 certificate=read_certificate(
                     self.name, s["certificate_path"], f"certificate_path of {where}"
                 ),
-                password=_text(request.resolve(password, "certificate_password"))
-                if password is not None
-                else None,
+                password=secret("certificate_password") if password is not None else None,
                 path=s["certificate_path"],
                 send_certificate_chain=bool(s.get("send_certificate_chain", False)),
             )
@@ -76,17 +79,16 @@ class FileSource:
             client_id=client_id,
             authority_host=authority,
             username=s["username"],
-            password=_text(request.resolve(s["password"], "password")),
+            password=secret("password"),
         )
 
     @staticmethod
-    def _check_plaintext(request: SourceRequest) -> None:
-        plaintext = [
-            k
-            for k in SECRET_KEYS
-            if isinstance(request.settings.get(k), str)
-            and request.resolve(request.settings[k], k) is request.settings[k]
-        ]
+    def _check_plaintext(request: SourceRequest) -> dict[str, object]:
+        s = request.settings
+        resolved = {
+            k: request.resolve(s[k], k) for k in sorted(SECRET_KEYS) if isinstance(s.get(k), str)
+        }
+        plaintext = [k for k, v in resolved.items() if v is s[k]]
         mode = request.settings_mode
         if plaintext and mode is not None and mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise UnsafeFileError(
@@ -95,6 +97,7 @@ class FileSource:
                 f"{stat.S_IMODE(mode):o}): run `chmod 600 {request.config_path}`, or store "
                 "the secret in a keyring and write a reference (keyring:...)"
             )
+        return resolved
 
 
 def _text(value: object) -> str:
