@@ -43,22 +43,34 @@ def main() -> int:
         s = emu.sample
         hostport = emu.api_url.split("//")[1]
         auth = PowerPlatformAuth(
-            credential=ClientSecret(tenant_id=s.tenant_id, client_id=s.client_id,
-                                    secret=s.client_secret, authority_host=emu.authority_host),
-            verify=emu.ca_bundle, hosts={hostport: SCOPE},
+            credential=ClientSecret(
+                tenant_id=s.tenant_id,
+                client_id=s.client_id,
+                secret=s.client_secret,
+                authority_host=emu.authority_host,
+            ),
+            verify=emu.ca_bundle,
+            hosts={hostport: SCOPE},
         )
         prepared = requests.Request("GET", emu.api_url + "/providers/x?api-version=1").prepare()
         auth(prepared)
 
         app = msal.ConfidentialClientApplication(
-            s.client_id, client_credential=s.client_secret, authority=emu.authority(),
-            instance_discovery=False, http_client=emu.http_client(),
+            s.client_id,
+            client_credential=s.client_secret,
+            authority=emu.authority(),
+            instance_discovery=False,
+            http_client=emu.http_client(),
         )
         assert "access_token" in app.acquire_token_for_client([SCOPE])
 
         cred = ClientSecretCredential(
-            s.tenant_id, s.client_id, s.client_secret, authority=emu.authority_host,
-            disable_instance_discovery=True, connection_verify=emu.ca_bundle,
+            s.tenant_id,
+            s.client_id,
+            s.client_secret,
+            authority=emu.authority_host,
+            disable_instance_discovery=True,
+            connection_verify=emu.ca_bundle,
         )
         cred.get_token(SCOPE)
         before = emu.count("token")
@@ -68,9 +80,11 @@ def main() -> int:
         azure_hit = per_call_ns(lambda: cred.get_token(SCOPE), 2000)
         assert emu.count("token") == before, "a timed call went to the identity provider"
 
-    rows = [("requests-ppauth PowerPlatformAuth.__call__", ours),
-            ("msal acquire_token_for_client (cache hit)", msal_hit),
-            ("azure-identity get_token (cache hit)", azure_hit)]
+    rows = [
+        ("requests-ppauth PowerPlatformAuth.__call__", ours),
+        ("msal acquire_token_for_client (cache hit)", msal_hit),
+        ("azure-identity get_token (cache hit)", azure_hit),
+    ]
     print(f"{'what':<46} {'per call':>12}")
     for name, ns in rows:
         print(f"{name:<46} {ns / 1000:>9.2f} µs")

@@ -53,7 +53,16 @@ class IdentityHttpClient:
             if isinstance(body, dict) and "error" in body:
                 error = body
         self._local.error = error
+        retry_after = None
+        if resp.status_code in (429, 503) and resp.headers.get("Retry-After", "").isdigit():
+            retry_after = float(resp.headers["Retry-After"])
+        self._local.retry_after = retry_after
         return resp
+
+    @property
+    def last_retry_after(self) -> float | None:
+        """This thread's last Retry-After (seconds) from a 429 or 503, if any."""
+        return getattr(self._local, "retry_after", None)
 
     @property
     def session(self) -> requests.Session:

@@ -20,6 +20,7 @@ from requests.auth import AuthBase
 from requests.cookies import extract_cookies_to_jar
 from requests.models import PreparedRequest, Response
 
+from requests_ppauth.cache import CacheBackend
 from requests_ppauth.clouds import Cloud, get_cloud, is_loopback, scope_for_host
 from requests_ppauth.credentials import Credential
 from requests_ppauth.errors import ConfigurationError, HostNotAllowedError, InsecureTransportError
@@ -36,6 +37,7 @@ _OPTIONS = (
     "sources",
     "verify",
     "timeout",
+    "cache",
 )
 _instances: weakref.WeakSet[PowerPlatformAuth] = weakref.WeakSet()
 
@@ -66,6 +68,10 @@ class PowerPlatformAuth(AuthBase):
     :param verify: CA bundle for identity traffic (default ``PPAUTH_CA_BUNDLE``);
         ``REQUESTS_CA_BUNDLE`` cannot override it.
     :param timeout: (connect, read) seconds for identity traffic.
+    :param cache: ``True`` (default): share tokens through the on-disk cache in
+        ``PPAUTH_CACHE_DIR`` or the platform cache directory; a path: that directory;
+        the name of a cache backend a plugin registered; a
+        :class:`~requests_ppauth.cache.CacheBackend`; ``False``: memory only.
     """
 
     def __init__(
@@ -81,6 +87,7 @@ class PowerPlatformAuth(AuthBase):
         sources: Sequence[str] | None = None,
         verify: str | bool | None = None,
         timeout: float | tuple[float, float] | None = None,
+        cache: bool | str | os.PathLike[str] | CacheBackend = True,
     ) -> None:
         self.profile = profile
         self.credential = credential
@@ -94,6 +101,7 @@ class PowerPlatformAuth(AuthBase):
         self.sources = list(sources) if sources is not None else None
         self.verify = verify
         self.timeout = timeout
+        self.cache = cache
         self._init_runtime()
 
     def _init_runtime(self) -> None:
@@ -163,11 +171,39 @@ class PowerPlatformAuth(AuthBase):
                     self._provider = TokenProvider(
                         self._find_credential,
                         authority_host=settled["authority_host"],
+                        force_authority=self.authority_host is not None,
                         verify=settled["verify"],
                         timeout=self.timeout,
+                        cache=self._cache_backend(),
                     )
                 provider = self._provider
         return provider
+
+    def _cache_backend(self) -> CacheBackend | None:
+        cache = self.cache
+        if cache is False:
+            return None
+        from requests_ppauth.cache import CacheBackend, FileCache, default_cache_dir
+
+        if cache is True:
+            return FileCache(default_cache_dir())
+        if isinstance(cache, str) and os.sep not in cache and "/" not in cache:
+            from requests_ppauth.plugins import get_plugins
+
+            factory = get_plugins().cache_backends().get(cache)
+            if factory is not None:
+                backend = factory()
+                if not isinstance(backend, CacheBackend):
+                    raise ConfigurationError(f"cache backend {cache!r} is not a CacheBackend")
+                return backend
+        if isinstance(cache, str | os.PathLike):
+            return FileCache(cache)
+        if isinstance(cache, CacheBackend):
+            return cache
+        raise ConfigurationError(
+            f"cache={cache!r}: pass True, False, a directory, a registered backend name or "
+            "a CacheBackend"
+        )
 
     def _find_credential(self) -> Credential:
         if self.credential is not None:

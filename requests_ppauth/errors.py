@@ -105,6 +105,7 @@ class TokenAcquisitionError(PPAuthError):
         correlation_id: str | None = None,
         hint: str | None = None,
         retryable: bool | None = None,
+        retry_after: float | None = None,
     ) -> None:
         text = message
         if hint:
@@ -116,6 +117,7 @@ class TokenAcquisitionError(PPAuthError):
         self.codes = tuple(codes)
         self.correlation_id = correlation_id
         self.hint = hint
+        self.retry_after = retry_after
         self.retryable = (
             retryable
             if retryable is not None

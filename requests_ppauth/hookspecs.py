@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from requests_ppauth.cache import CacheBackend
     from requests_ppauth.source_api import CredentialSource, SecretResolver
 
 PROJECT = "requests_ppauth"
@@ -53,4 +54,19 @@ def ppauth_register_secret_resolvers(register: Callable[[SecretResolver], None])
     ``https://myvault.vault.azure.net/secrets/name``: the first resolver whose
     ``claims`` returns true resolves it. An unclaimed ``{ ref = "..." }`` value is a
     :class:`requests_ppauth.SecretReferenceError`.
+    """
+
+
+@hookspec
+def ppauth_register_cache_backends(
+    register: Callable[[str, Callable[[], CacheBackend]], None],
+) -> None:
+    """Register token cache backends by name: ``register("redis", make_redis_cache)``.
+
+    :param register: takes a name and a factory returning an object satisfying
+        :class:`requests_ppauth.cache.CacheBackend` (``read``, ``apply``,
+        ``key_lock``, ``try_key_lock``, ``location``). ``PowerPlatformAuth(cache=
+        "redis")`` then shares tokens through it, with the same single-flight and
+        refresh rules as the built-in file cache. ``file`` is the built-in name.
+    :return: nothing; every plugin's implementation runs. A duplicate name is an error.
     """

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pluggy
@@ -110,6 +110,24 @@ class Plugins:
             self.pm.hook.ppauth_register_secret_resolvers(register=register)
             self._resolvers = found
         return list(self._resolvers)
+
+    def cache_backends(self) -> dict[str, Callable[[], Any]]:
+        """Registered cache backend factories by name (``file`` is built in)."""
+        from requests_ppauth.cache import FileCache
+
+        found: dict[str, Callable[[], Any]] = {"file": FileCache}
+
+        def register(name: Any, factory: Any) -> None:
+            if not isinstance(name, str) or not callable(factory):
+                raise PluginRegistrationError(
+                    f"cache backend registration needs a name and a factory, got {name!r}"
+                )
+            if name in found:
+                raise PluginRegistrationError(f"two plugins register a cache backend {name!r}")
+            found[name] = factory
+
+        self.pm.hook.ppauth_register_cache_backends(register=register)
+        return found
 
     def ordered_sources(self, order: Sequence[str] | None) -> list[CredentialSource]:
         """Sources in the order named (all of them by priority when ``order`` is None)."""

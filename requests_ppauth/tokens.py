@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 import threading
 import time
 import warnings
@@ -21,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from requests_ppauth._http import IdentityHttpClient
+from requests_ppauth.cache import CacheBackend
 from requests_ppauth.certificates import parse_certificate
 from requests_ppauth.credentials import (
     ClientCertificate,
@@ -28,7 +30,13 @@ from requests_ppauth.credentials import (
     Credential,
     UsernamePassword,
 )
-from requests_ppauth.errors import ConfigurationError, PPAuthError, TokenAcquisitionError
+from requests_ppauth.errors import (
+    CacheError,
+    ConfigurationError,
+    PPAuthError,
+    TokenAcquisitionError,
+)
+from requests_ppauth.shared_cache import SharedTokens, token_key
 
 log = logging.getLogger("requests_ppauth")
 
@@ -36,9 +44,31 @@ log = logging.getLogger("requests_ppauth")
 # that keeps the hot path from serving a token msal would refuse, and avoids the
 # 401-refresh-retry loop google-auth's REFRESH_THRESHOLD is there for.
 REFRESH_MARGIN = 300.0
-# After a failed refresh while the old token is still valid, wait this long.
+# After a failed refresh while the old token is still valid, wait this long
+# (unless the server said Retry-After).
 RETRY_BACKOFF = 30.0
+# Never hand out a token with less than this left: it could expire in flight.
+SAFETY = 5.0
+# While another process refreshes a stale-but-valid token, look again after this long.
+PEER_WAIT = 1.0
+# How long a process waits for another's token request before making its own.
+LOCK_TIMEOUT = 30.0
 RETRYABLE_ERRORS = frozenset({"temporarily_unavailable", "server_error", "network_error"})
+
+
+def _caller_level() -> int:
+    """``stacklevel`` of the first frame outside this package, requests and urllib3,
+    so the ROPC warning points at the caller's code (and can be filtered by module)."""
+    frame = sys._getframe(2)  # the caller of the function that calls warnings.warn
+    level = 2
+    while frame.f_back is not None and str(frame.f_globals.get("__name__", "")).split(".")[0] in (
+        "requests_ppauth",
+        "requests",
+        "urllib3",
+    ):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 class ROPCWarning(UserWarning):
@@ -104,20 +134,27 @@ if hasattr(os, "register_at_fork"):
 
 
 class TokenProvider:
-    """Gets tokens for one credential. Thread-safe; one request per scope at a time."""
+    """Gets tokens for one credential. Thread-safe; with a shared cache, also
+    single-flight across processes: one token request per key, not one each."""
 
     def __init__(
         self,
         credential: Callable[[], Credential],
         *,
         authority_host: str,
+        force_authority: bool = False,
         verify: str | bool = True,
         timeout: float | tuple[float, float] | None = None,
+        cache: CacheBackend | None = None,
+        lock_timeout: float = LOCK_TIMEOUT,
     ) -> None:
         self._credential_factory = credential
         self.authority_host = normalise_authority_host(authority_host)
+        self.force_authority = force_authority
         self.verify = verify
         self.timeout = timeout
+        self.cache = cache
+        self.lock_timeout = lock_timeout
         self.tokens: dict[str, AccessToken] = {}
         self._reset_runtime()
         _providers.add(self)
@@ -130,6 +167,7 @@ class TokenProvider:
         self._http: IdentityHttpClient | None = None
         self._credential: Credential | None = None
         self._warned_ropc = False
+        self._shared = SharedTokens(self.cache) if self.cache is not None else None
 
     # -- credential and msal app -------------------------------------------------
     @property
@@ -140,8 +178,15 @@ class TokenProvider:
         return self._credential
 
     def _authority(self, cred: Credential) -> str:
-        host = normalise_authority_host(cred.authority_host or self.authority_host)
+        host = self.authority_host
+        if cred.authority_host and not self.force_authority:
+            host = normalise_authority_host(cred.authority_host)
         return f"{host}/{cred.tenant_id}"
+
+    def key(self, scope: str) -> str:
+        """The cache and single-flight key of ``scope`` for this credential."""
+        cred = self.credential
+        return token_key(self._authority(cred), cred.tenant_id, cred.client_id, cred.user, scope)
 
     def _msal_app(self) -> Any:
         if self._app is not None:
@@ -159,6 +204,7 @@ class TokenProvider:
             "authority": authority,
             "http_client": self._http,
             "instance_discovery": False,  # no call to login.microsoftonline.com for other hosts
+            "token_cache": msal.SerializableTokenCache() if self._shared else msal.TokenCache(),
         }
         if isinstance(cred, ClientSecret):
             app = msal.ConfidentialClientApplication(
@@ -191,7 +237,14 @@ class TokenProvider:
             return lock
 
     def get(self, scope: str) -> AccessToken:
-        """A token for ``scope``: the cached one while fresh, else a new one."""
+        """A token for ``scope``: the cached one while fresh, else a new one.
+
+        With a shared cache: a fresh token on disk is used as is (no msal, no
+        network); a stale but valid one is refreshed by whichever process takes
+        the key's lock without waiting, while the others keep using it; with no
+        usable token, processes queue on the key's lock and all but the first find
+        the token the first one stored.
+        """
         current = self.tokens.get(scope)
         if current is not None and time.time() < current.refresh_on:
             return current
@@ -200,31 +253,121 @@ class TokenProvider:
             now = time.time()
             if current is not None and now < current.refresh_on:
                 return current  # another thread refreshed while we waited
-            try:
-                token = self._acquire(scope)
-            except TokenAcquisitionError as exc:
-                if current is not None and exc.retryable and now < current.expires_on - 5:
+            if self._shared is None:
+                return self._refresh(scope, current, None)
+            key = self.key(scope)
+            disk = self._disk_token(key, scope)
+            if disk is not None and now < disk.refresh_on:
+                self.tokens[scope] = disk
+                return disk
+            usable = max(
+                (t for t in (disk, current) if t is not None and now < t.expires_on - SAFETY),
+                key=lambda t: t.expires_on,
+                default=None,
+            )
+            backend = self._shared.backend
+            if usable is not None:
+                with backend.try_key_lock(key) as mine:
+                    if mine:
+                        return self._refresh(scope, usable, key)
+                # another process is refreshing: keep using this one, look again soon
+                kept = dataclasses.replace(
+                    usable, refresh_on=min(now + PEER_WAIT, usable.expires_on - SAFETY)
+                )
+                self.tokens[scope] = kept
+                return kept
+            with backend.key_lock(key, self.lock_timeout) as mine:
+                if mine:
+                    disk = self._disk_token(key, scope)
+                    if disk is not None and time.time() < disk.refresh_on:
+                        self.tokens[scope] = disk
+                        return disk
+                else:
                     log.warning(
-                        "token refresh for %s failed (%s); still using the current token "
-                        "for %.0f s more",
+                        "waited %.0f s for another process to fetch a token for %s; "
+                        "fetching one here instead",
+                        self.lock_timeout,
                         scope,
-                        exc.error,
-                        current.expires_on - now,
                     )
-                    self.tokens[scope] = dataclasses.replace(
-                        current, refresh_on=min(now + RETRY_BACKOFF, current.expires_on - 5)
-                    )
-                    return self.tokens[scope]
+                return self._refresh(scope, None, key)
+
+    def _disk_token(self, key: str, scope: str) -> AccessToken | None:
+        assert self._shared is not None
+        entry = self._shared.lookup(key)
+        if entry is None:
+            return None
+        return AccessToken(entry["secret"], entry["expires_on"], entry["refresh_on"], scope)
+
+    def _refresh(self, scope: str, usable: AccessToken | None, key: str | None) -> AccessToken:
+        """Ask Entra ID (through msal); on a passing failure keep ``usable`` and back off."""
+        now = time.time()
+        try:
+            token = self._acquire(scope, key)
+        except TokenAcquisitionError as exc:
+            if usable is None or not exc.retryable or now >= usable.expires_on - SAFETY:
                 raise
-            self.tokens[scope] = token
-            return token
+            wait = exc.retry_after if exc.retry_after else RETRY_BACKOFF
+            kept = dataclasses.replace(
+                usable, refresh_on=min(now + wait, usable.expires_on - SAFETY)
+            )
+            log.warning(
+                "token refresh for %s failed (%s); still using the current token for "
+                "%.0f s more, next try in %.0f s",
+                scope,
+                exc.error,
+                usable.expires_on - now,
+                kept.refresh_on - now,
+            )
+            self.tokens[scope] = kept
+            if key is not None:  # share the back-off: the other processes wait too
+                self._store(key, kept, with_msal=False)
+            return kept
+        self.tokens[scope] = token
+        return token
+
+    def _entry(self, token: AccessToken) -> dict[str, Any]:
+        cred = self.credential
+        return {
+            "secret": token.token,
+            "expires_on": token.expires_on,
+            "refresh_on": token.refresh_on,
+            "scope": token.scope,
+            "client_id": cred.client_id,
+            "tenant": cred.tenant_id,
+            "authority": self._authority(cred),
+            "user": cred.user,
+        }
+
+    def _store(self, key: str, token: AccessToken, *, with_msal: bool) -> None:
+        """Share ``token``; a failure to store never costs the caller the token."""
+        assert self._shared is not None
+        msal_cache = self._app.token_cache if (with_msal and self._app is not None) else None
+        try:
+            self._shared.store(msal_cache, key, self._entry(token))
+        except (CacheError, OSError) as exc:
+            log.warning(
+                "could not store the token in %s (%s); using it without sharing it",
+                self._shared.backend.location,
+                exc,
+            )
 
     def forget(self, scope: str, token: str | None = None) -> None:
-        """Stop using the token for ``scope`` (only if it is still ``token``)."""
+        """Stop using the token for ``scope`` (only if it is still ``token``), everywhere."""
         current = self.tokens.get(scope)
-        if current is not None and (token is None or current.token == token):
-            self.tokens.pop(scope, None)
-            self._forget_in_msal(current.token)
+        if current is None or (token is not None and current.token != token):
+            return
+        self.tokens.pop(scope, None)
+        self._forget_in_msal(current.token)
+        if self._shared is not None:
+            msal_cache = self._app.token_cache if self._app is not None else None
+            try:
+                self._shared.store(msal_cache, self.key(scope), forget_token=current.token)
+            except (CacheError, OSError) as exc:
+                log.warning(
+                    "could not drop a rejected token from %s: %s",
+                    self._shared.backend.location,
+                    exc,
+                )
 
     def _forget_in_msal(self, token: str) -> None:
         app = self._app
@@ -235,12 +378,26 @@ class TokenProvider:
             if item.get("secret") == token:
                 cache.remove_at(item)
 
-    def _acquire(self, scope: str) -> AccessToken:
+    def _acquire(self, scope: str, key: str | None = None) -> AccessToken:
+        if self._shared is None:
+            return self._acquire_unlocked(scope)
+        shared = self._shared
+        with shared.lock:  # msal's cache object is swapped under this lock
+            token = self._acquire_unlocked(scope, lambda app: shared.load_into(app.token_cache))
+            if key is not None:
+                self._store(key, token, with_msal=True)
+            return token
+
+    def _acquire_unlocked(
+        self, scope: str, prepare: Callable[[Any], None] | None = None
+    ) -> AccessToken:
         import requests
 
         cred = self.credential
         try:
             app = self._msal_app()
+            if prepare is not None:
+                prepare(app)
             now = time.time()
             if isinstance(cred, UsernamePassword):
                 result = self._ropc(app, cred, scope)
@@ -262,17 +419,24 @@ class TokenProvider:
             import msal
 
             if isinstance(exc, msal.exceptions.MsalServiceError):
-                raise TokenAcquisitionError(
-                    f"Entra ID failed while refreshing a token: {exc.error}",
-                    error="server_error",
-                ) from None
+                # msal raises this on an HTTP 5xx with error=None and no ``.error``
+                # attribute: the Entra body (if any) is the one our client kept.
+                body = dict(self._http.last_error or {}) if self._http is not None else {}
+                body.setdefault("error", "server_error")
+                error = TokenAcquisitionError.from_msal(
+                    body, f"Entra ID failed to issue a token for {scope} ({exc})"
+                )
+                error.retryable = True  # the service failed, not the request
+                raise error from None
             raise
         if not result or "access_token" not in result:
-            raise TokenAcquisitionError.from_msal(
+            error = TokenAcquisitionError.from_msal(
                 result or {},
                 f"Entra ID refused a token for {scope} (client {cred.client_id}, "
                 f"source {cred.source})",
             )
+            error.retry_after = self._http.last_retry_after if self._http else None
+            raise error
         log.debug(
             "token for %s from %s (source %s, expires in %ss)",
             scope,
@@ -301,7 +465,7 @@ class TokenProvider:
             if result and "access_token" in result:
                 return dict(result)
         if not self._warned_ropc:
-            warnings.warn(ROPC_MESSAGE, ROPCWarning, stacklevel=6)
+            warnings.warn(ROPC_MESSAGE, ROPCWarning, stacklevel=_caller_level())
             self._warned_ropc = True
         with warnings.catch_warnings():
             # msal's DeprecationWarning says less than ours; ours was shown once above

@@ -265,10 +265,11 @@ def test_send_certificate_chain_subject_name_issuer(ppauth_emulator):
     assert token_req.extra["client_auth"] == "assertion"
     assert claims(api_tokens(emu)[0])["appid"] == app.client_id
 
-    # without the x5c chain the app has no registered thumbprint to match
+    # without the x5c chain the app has no registered thumbprint to match (no shared
+    # cache here: the token the first auth stored would answer without asking)
     without = cert_credential(emu, cert.pem_bundle, client_id=app.client_id)
     with pytest.raises(TokenAcquisitionError) as info:
-        session_for(emu, without).get(emu.api_url + BAP_PATH, verify=emu.ca_bundle)
+        session_for(emu, without, cache=False).get(emu.api_url + BAP_PATH, verify=emu.ca_bundle)
     assert info.value.code == 700027
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -63,6 +64,9 @@ class Watch:
             options.setdefault("verify", emu.ca_bundle)
             options.setdefault("authority_host", emu.authority_host)
             self.objects.append(credential)
+        # each auth its own on-disk cache: it starts cold (so a failing credential really
+        # fails) and the cache's own logging is part of what is searched for secrets
+        options.setdefault("cache", tempfile.mkdtemp(prefix="ppauth-leak-cache-"))
         s = requests.Session()
         s.auth = auth = PowerPlatformAuth(credential=credential, **options)
         self.objects.append(auth)
@@ -289,9 +293,9 @@ def test_throttling_and_outage(watch, ppauth_env):
         tenant_id=emu.sample.tenant_id,
         client_id=emu.sample.client_id,
         secret=emu.sample.client_secret,
-        authority_host="https://127.0.0.1:1",
     )
-    watch.call(watch.auth(cred), ok=False)
+    # an explicit authority_host= wins over the credential's and the environment's
+    watch.call(watch.auth(cred, authority_host="https://127.0.0.1:1"), ok=False)
     watch.call(watch.auth(), ok=True)
     assert [getattr(e, "error", None) for e in watch.errors] == [
         "temporarily_unavailable",
