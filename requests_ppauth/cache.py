@@ -221,7 +221,25 @@ class FileCache:
             self.directory, st, "token cache directory", f"chmod 700 {self.directory}"
         )
         (self.directory / "locks").mkdir(mode=0o700, exist_ok=True)
+        self._sweep_temp_files()
         self._prepared = True
+
+    def _sweep_temp_files(self) -> None:
+        """Remove temp files left by writers killed mid-write (their pid is gone)."""
+        for tmp in self.directory.glob(f".{CACHE_FILE}.*.tmp"):
+            try:
+                pid = int(tmp.name.split(".")[3])
+            except (IndexError, ValueError):
+                continue
+            if pid == os.getpid():
+                continue
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+            except PermissionError:
+                pass  # alive, someone else's
 
     def _lock(self, path: Path, timeout: float, poll: float) -> Any:
         from filelock import FileLock  # lazy: importing requests_ppauth must not
