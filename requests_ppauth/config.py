@@ -3,6 +3,8 @@
 Where: ``PPAUTH_CONFIG``, else ``<platform config dir>/requests-ppauth/config.toml``.
 A profile holds both settings every source may use (``cloud``, ``authority_host``,
 ``scope``, ``sources``, ``ca_bundle``) and a credential the ``file`` source reads.
+Plugins keep their own settings in sub-tables, ``[profiles.<name>.<plugin>]``,
+which reach them untouched through ``SourceRequest.settings``.
 Parsed files are memoised on (path, mtime, size): a long-running process that
 builds many auth objects reads the file once.
 """
@@ -83,13 +85,22 @@ def _validate(path: Path, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
         where = f"{path}: [profiles.{name}]"
         if not isinstance(table, dict):
             raise ConfigurationError(f"{where} must be a table")
-        unknown = sorted(set(table) - PROFILE_KEYS)
+        # [profiles.<name>.<plugin>] sub-tables belong to plugins and pass through as is;
+        # a misspelt scalar key is still an error.
+        unknown = sorted(
+            k
+            for k, v in table.items()
+            if k not in PROFILE_KEYS and not (isinstance(v, dict) and not _is_ref_table(v))
+        )
         if unknown:
             raise ConfigurationError(
                 f"{where}: unknown key(s) {', '.join(unknown)}; "
-                f"allowed: {', '.join(sorted(PROFILE_KEYS))}"
+                f"allowed: {', '.join(sorted(PROFILE_KEYS))} (plugin settings go in "
+                f"[profiles.{name}.<plugin>] tables)"
             )
         for key, value in table.items():
+            if key not in PROFILE_KEYS:
+                continue  # a plugin's table
             ok = (
                 (key in STRING_KEYS and isinstance(value, str))
                 or (key in SECRET_KEYS and (isinstance(value, str) or _is_ref_table(value)))

@@ -341,8 +341,9 @@ def test_unknown_key_lists_allowed_keys(ppauth_env):
     message = str(info.value)
     assert "[profiles.default]" in message
     assert "unknown key(s) client_secert" in message
-    allowed = message.split("allowed: ", 1)[1]
+    allowed = message.split("allowed: ", 1)[1].split(" (plugin settings", 1)[0]
     assert allowed.split(", ") == sorted(PROFILE_KEYS)
+    assert "[profiles.default.<plugin>]" in message
     assert "client_secret" in allowed
     assert SECRET not in message
 
@@ -659,3 +660,19 @@ def test_unregistered_resolver_no_longer_claims(ppauth_env, demo_plugins):
 
     with pytest.raises(SecretReferenceError, match="unknown secret scheme 'demo'"):
         lookup(plugins=demo_plugins)
+
+
+def test_plugin_sub_tables_pass_through_untouched(ppauth_env):
+    write(
+        ppauth_env,
+        """
+        [profiles.default]
+        tenant_id = "t"
+
+        [profiles.default.keyvault]
+        credential = "managed_identity"
+        retries = 3
+        """,
+    )
+    profile = load_profile("default")
+    assert profile.settings["keyvault"] == {"credential": "managed_identity", "retries": 3}

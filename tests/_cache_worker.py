@@ -1,0 +1,215 @@
+"""Child processes for the cache tests: ``python tests/_cache_worker.py MODE ARGS...``.
+
+Every mode prints ``ready`` once it has imported and built everything, then (with
+``--wait``) blocks until the parent writes a line to its stdin: a barrier that
+starts all children at the same moment. Results are one JSON line on stdout.
+Tokens never leave the child: only a short hash of them.
+
+:class:`Child` is the parent's side: it starts a worker and reads its lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+WORKER = str(Path(__file__).resolve())
+PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+
+BAP_PATH = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments"
+SCOPE = "https://service.powerapps.com//.default"
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def barrier(wait: bool) -> None:
+    print("ready", flush=True)
+    if wait and not sys.stdin.readline():
+        raise SystemExit("the parent went away before the start signal")
+
+
+def park() -> None:
+    """Hold whatever we hold until the parent kills us (or closes our stdin)."""
+    sys.stdin.readline()
+
+
+# -- parent side ------------------------------------------------------------------------
+class Child:
+    """A worker process seen from the test: its stdout as a queue of lines."""
+
+    def __init__(self, *args: str, umask: int = -1) -> None:
+        env = dict(os.environ)  # the test's PPAUTH_* (set through monkeypatch)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self.proc = subprocess.Popen(
+            [sys.executable, WORKER, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            env=env,
+            umask=umask,
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stderr(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")
+
+    def line(self, timeout: float = 60) -> str:
+        """The next stdout line; AssertionError (with the child's stderr) if none comes."""
+        try:
+            item = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            item = None
+        if item is None:
+            self.kill()
+            raise AssertionError(
+                f"worker {self.proc.args[2:]} gave no line within {timeout} s "
+                f"(exit {self.proc.returncode}); stderr:\n{self.stderr()}"
+            )
+        return item
+
+    def ready(self, timeout: float = 60) -> None:
+        line = self.line(timeout)
+        assert line == "ready", line
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def result(self, timeout: float = 60) -> dict[str, Any]:
+        """The JSON line the worker ends with; it must then exit 0."""
+        data: dict[str, Any] = json.loads(self.line(timeout))
+        code = self.proc.wait(timeout)
+        assert code == 0, f"worker exited {code}; stderr:\n{self.stderr()}"
+        return data
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+
+    def close(self) -> None:
+        self.kill()
+        self._pump_thread.join(10)  # it ends at EOF, so stdout can be closed under it
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self._stderr.close()
+
+
+# -- child side ---------------------------------------------------------------------------
+def get(args: argparse.Namespace) -> dict[str, object]:
+    """One real API call through PowerPlatformAuth configured by the environment."""
+    import requests
+
+    from requests_ppauth import PowerPlatformAuth
+
+    auth = PowerPlatformAuth(hosts={args.api_url.split("//")[1]: SCOPE})
+    if args.lock_timeout is not None:
+        auth.provider.lock_timeout = args.lock_timeout
+    barrier(args.wait)
+    started = time.monotonic()
+    r = requests.get(args.api_url + BAP_PATH, auth=auth, verify=args.ca, timeout=60)
+    sent = str(r.request.headers.get("Authorization", "")).removeprefix("Bearer ")
+    return {
+        "status": r.status_code,
+        "token": digest(sent),
+        "retried": len(r.history),
+        "seconds": time.monotonic() - started,
+        "msal_imported": "msal" in sys.modules,
+    }
+
+
+def hold_key_lock(args: argparse.Namespace) -> None:
+    from requests_ppauth.cache import FileCache
+
+    with FileCache(args.dir).key_lock(args.key, timeout=10) as held:
+        print("held" if held else "not-held", flush=True)
+        park()
+
+
+def hold_file_lock(args: argparse.Namespace) -> None:
+    from requests_ppauth._flock import exclusive
+    from requests_ppauth.cache import FileCache
+
+    cache = FileCache(args.dir)
+    cache.prepare()
+    with exclusive(cache._lock_path, 10):
+        print("held", flush=True)
+        park()
+
+
+def write(args: argparse.Namespace) -> dict[str, object]:
+    from requests_ppauth.cache import FileCache, Op
+
+    cache = FileCache(args.dir)
+    cache.prepare()
+    barrier(args.wait)
+    started = time.monotonic()
+    for i in range(args.n):
+        cache.apply([Op(args.section, f"{args.prefix}-{i}", {"writer": args.prefix, "i": i})])
+    return {"written": args.n, "seconds": time.monotonic() - started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="mode", required=True)
+    p = sub.add_parser("get")
+    p.add_argument("api_url")
+    p.add_argument("ca")
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--lock-timeout", type=float)
+    p = sub.add_parser("hold-key-lock")
+    p.add_argument("dir")
+    p.add_argument("key")
+    p = sub.add_parser("hold-file-lock")
+    p.add_argument("dir")
+    p = sub.add_parser("write")
+    p.add_argument("dir")
+    p.add_argument("section")
+    p.add_argument("prefix")
+    p.add_argument("n", type=int)
+    p.add_argument("--wait", action="store_true")
+    args = parser.parse_args()
+
+    if args.mode == "get":
+        print(json.dumps(get(args)), flush=True)
+    elif args.mode == "hold-key-lock":
+        hold_key_lock(args)
+    elif args.mode == "hold-file-lock":
+        hold_file_lock(args)
+    else:
+        print(json.dumps(write(args)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
