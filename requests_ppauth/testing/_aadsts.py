@@ -58,6 +58,25 @@ ERRORS: dict[int, tuple[str, int, str]] = {
         "The provided request must include a 'scope' input parameter. The provided value "
         "for the input parameter 'scope' is not valid. The scope {scope} is not valid.",
     ),
+    70016: (
+        "authorization_pending",
+        400,
+        "OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
+    ),
+    70020: (
+        "expired_token",
+        400,
+        "The provided value for the input parameter 'device_code' is not valid. "
+        "Device code expired.",
+    ),
+    70021: (
+        "invalid_request",
+        400,
+        "No matching federated identity record found for presented assertion. Assertion "
+        "Issuer: '{issuer}'. Assertion Subject: '{subject}'. Assertion Audience: "
+        "'{audience}'.",
+    ),
+    70022: ("slow_down", 400, "OAuth 2.0 device flow error. Polling too fast; slow down."),
     90002: (
         "invalid_request",
         400,
@@ -159,6 +178,11 @@ class EntraError(Exception):
             "correlation_id": correlation_id,
             "error_uri": f"{error_uri_base}/error?code={self.code}",
         }
+        if self.code == 70016 and self.fields.get("reason") == "declined":
+            body["error"] = "authorization_declined"
+            body["error_description"] = body["error_description"].replace(
+                "Authorization is pending. Continue polling.", "The user declined the sign-in."
+            )
         if self.code == 50076:
             body["suberror"] = "basic_action"
             body["claims"] = '{"access_token":{"capolids":{"essential":true,"values":["mfa"]}}}'

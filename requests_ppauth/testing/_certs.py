@@ -121,6 +121,11 @@ def signing_key() -> tuple[rsa.RSAPrivateKey, str]:
     return key, b64url_encode(hashlib.sha1(der).digest())  # noqa: S324 - a key id, like Entra's x5t
 
 
+def federation_key() -> rsa.RSAPrivateKey:
+    """The key of the emulated external identity provider (workload identity federation)."""
+    return _rsa_key("federation")
+
+
 @dataclass(frozen=True)
 class ClientCertificate:
     """A certificate an app registers and the key that signs its client assertions.

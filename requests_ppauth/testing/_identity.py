@@ -24,12 +24,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from requests_ppauth.testing import _jwt
 from requests_ppauth.testing._aadsts import EntraError
 from requests_ppauth.testing._certs import ClientCertificate
+from requests_ppauth.testing._device import DeviceFlows
 from requests_ppauth.testing._state import App, Directory, Tenant, User
 from requests_ppauth.testing._wire import Request, Response
 
 RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 GRAPH_RESOURCE = "00000003-0000-0000-c000-000000000000"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 CLOCK_SKEW = 300  # Entra ID tolerates five minutes of clock skew on assertions
 
 
@@ -88,6 +90,12 @@ class Identity:
         self.key = key
         self.kid = kid
         self.policy = policy
+        self.devices = DeviceFlows()
+        # the "external identity provider" (Kubernetes, GitHub Actions) whose tokens apps
+        # can trust through federated credentials
+        self.federation_key: rsa.RSAPrivateKey | None = None
+        self.federation_kid = "federation"
+        self.federation_issuer = ""
 
     # -- routing -------------------------------------------------------------
     def route(self, req: Request) -> Response | None:
@@ -102,6 +110,13 @@ class Identity:
         if req.method == "GET" and len(parts) == 3 and parts[:2] == ["common", "userrealm"]:
             req.endpoint = "userrealm"
             return self.userrealm(req, unquote(parts[2]))
+        if (
+            req.method == "POST"
+            and len(parts) == 4
+            and parts[1:] == ["oauth2", "v2.0", "devicecode"]
+        ):
+            req.endpoint = "devicecode"
+            return self.devicecode(req, parts[0])
         if req.method == "POST" and len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
             req.endpoint = "token"
             return self.token(req, parts[0])
@@ -212,6 +227,8 @@ class Identity:
                 return self._password(req, tenant, app, form)
             if grant == "refresh_token":
                 return self._refresh(req, tenant, app, form)
+            if grant == DEVICE_GRANT:
+                return self._device(req, tenant, app, form)
             raise EntraError(70003, grant=grant)
         except EntraError as exc:
             return self._error(req, exc)
@@ -222,6 +239,14 @@ class Identity:
             if user is None:
                 raise EntraError(50034, user=form.get("username", ""), tenant=tenant_ref)
             tenant = self.directory.tenants.get(user.tenant_id)
+        elif tenant_ref in ("common", "organizations"):
+            # device code and refresh grants: the app's home tenant (single-tenant apps)
+            client_id = form.get("client_id", "").lower()
+            with self.directory.lock:
+                homes = [tid for tid, cid in self.directory.apps if cid == client_id]
+            tenant = self.directory.tenants.get(homes[0]) if homes else None
+            if tenant is None:
+                raise EntraError(700016, client_id=form.get("client_id", ""), tenant=tenant_ref)
         else:
             tenant = self.directory.tenant(tenant_ref)
         if tenant is None:
@@ -258,6 +283,12 @@ class Identity:
             raise EntraError(
                 700027, reason="Malformed assertion", thumbprint="", client_id=app.client_id
             ) from None
+        if self.federation_key is not None and (
+            header.get("kid") == self.federation_kid or claims.get("iss") == self.federation_issuer
+        ):
+            self._verify_federated(app, assertion, claims)
+            req.notes["client_auth"] = "federated"
+            return
         sha1, sha256 = _thumb(header.get("x5t")), _thumb(header.get("x5t#S256"))
         shown = (sha1 or sha256 or b"").hex().upper()
         public_key = self._registered_key(app, sha1, sha256)
@@ -287,6 +318,27 @@ class Identity:
         nbf = claims.get("nbf")
         if isinstance(nbf, int | float) and nbf - CLOCK_SKEW > now:
             raise EntraError(700024)
+
+    def _verify_federated(self, app: App, assertion: str, claims: dict[str, Any]) -> None:
+        """Workload identity federation: trust the external issuer's token for ``app``."""
+        assert self.federation_key is not None
+        try:
+            _jwt.verify(assertion, self.federation_key.public_key())
+        except _jwt.JWTError:
+            raise EntraError(
+                700027, reason="Signature validation failed", thumbprint="", client_id=app.client_id
+            ) from None
+        now = time.time()
+        if not isinstance(claims.get("exp"), int | float) or claims["exp"] + CLOCK_SKEW < now:
+            raise EntraError(700024)
+        seen = (claims.get("iss"), claims.get("sub"), claims.get("aud"))
+        if not any(
+            seen == (self.federation_issuer, subject, audience)
+            for subject, audience in app.federated
+        ):
+            raise EntraError(
+                70021, issuer=str(seen[0]), subject=str(seen[1]), audience=str(seen[2])
+            )
 
     @staticmethod
     def _registered_key(
@@ -322,6 +374,47 @@ class Identity:
             key = leaf.public_key()
             return key if isinstance(key, rsa.RSAPublicKey) else None
         return None
+
+    def devicecode(self, req: Request, tenant_ref: str) -> Response:
+        """``/{tenant}/oauth2/v2.0/devicecode``: start a device sign-in."""
+        form = req.form
+        req.notes.update(client_id=form.get("client_id"), scope=form.get("scope"))
+        try:
+            if not form.get("client_id"):
+                raise EntraError(900144, parameter="client_id")
+            tenant = self._tenant_for(tenant_ref, "device", form)
+            app = self.directory.app(tenant.id, form["client_id"])
+            if app is None:
+                raise EntraError(700016, client_id=form["client_id"], tenant=tenant.domain)
+            with self.directory.lock:
+                code = self.devices.start(app.client_id, tenant.id, form.get("scope", ""))
+        except EntraError as exc:
+            return self._error(req, exc)
+        uri = f"{req.origin}/devicelogin"
+        shown = f"{code.user_code[:4]}-{code.user_code[4:]}"
+        return Response.json(
+            200,
+            {
+                "user_code": shown,
+                "device_code": code.device_code,
+                "verification_uri": uri,
+                "expires_in": int(code.expires_at - time.time()),
+                "interval": code.interval,
+                "message": f"To sign in, use a web browser to open the page {uri} and enter the "
+                f"code {shown} to authenticate.",
+            },
+        )
+
+    def _device(self, req: Request, tenant: Tenant, app: App, form: dict[str, str]) -> Response:
+        if not form.get("device_code"):
+            raise EntraError(900144, parameter="device_code")
+        self._authenticate_client(req, tenant, app, form, required=not app.public_client)
+        with self.directory.lock:
+            code = self.devices.poll(form["device_code"], app.client_id)
+        user = self.directory.user(code.approved_by or "", tenant.id)
+        if user is None:
+            raise EntraError(50034, user=code.approved_by or "", tenant=tenant.domain)
+        return self._user_tokens(req, tenant, app, user, code.scope or form.get("scope", ""))
 
     def _client_credentials(
         self, req: Request, tenant: Tenant, app: App, form: dict[str, str]

@@ -29,7 +29,9 @@ class TLSListener(ThreadingHTTPServer):
     allow_reuse_address = True
     block_on_close = False
 
-    def __init__(self, host: str, role: str, context: ssl.SSLContext, dispatch: Dispatch) -> None:
+    def __init__(
+        self, host: str, role: str, context: ssl.SSLContext | None, dispatch: Dispatch
+    ) -> None:
         self.role = role
         self.context = context
         self.dispatch = dispatch
@@ -44,10 +46,13 @@ class TLSListener(ThreadingHTTPServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         request.settimeout(30)
-        try:
-            tls = self.context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
+        if self.context is None:  # plain http (the managed identity endpoints)
+            tls = request
+        else:
+            try:
+                tls = self.context.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                return
         with self._open_lock:
             self._open.add(tls)
         try:
@@ -103,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=self._body(),
             listener=self.server.role,
-            origin=f"https://{host}",
+            origin=f"{'https' if self.server.context else 'http'}://{host}",
         )
         resp = self.server.dispatch(req)
         if resp is None:  # a "dropped connection" fault

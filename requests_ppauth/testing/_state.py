@@ -57,6 +57,9 @@ class App:
     certificates: list[ClientCertificate] = field(default_factory=list, repr=False)
     trusted_issuers: list[bytes] = field(default_factory=list, repr=False)
     trusted_subjects: list[str] = field(default_factory=list)
+    # workload identity federation: (subject, audience) pairs trusted from the emulator's
+    # federation issuer
+    federated: list[tuple[str, str]] = field(default_factory=list)
     public_client: bool = False
     roles: list[str] = field(default_factory=list)
     token_lifetime: int | None = None

@@ -35,9 +35,15 @@ from requests_ppauth.testing._certs import (
     signing_key,
     tls_material,
 )
+from requests_ppauth.testing._certs import (
+    federation_key as _federation_key,
+)
 from requests_ppauth.testing._faults import Fault, FaultPlan
 from requests_ppauth.testing._identity import Identity, TokenPolicy
+from requests_ppauth.testing._jwt import encode as _jwt_encode
 from requests_ppauth.testing._jwt import unverified
+from requests_ppauth.testing._managed import ManagedIdentities, ManagedIdentity
+from requests_ppauth.testing._managed import handle as handle_managed
 from requests_ppauth.testing._resources import Resources
 from requests_ppauth.testing._server import TLSListener, server_context
 from requests_ppauth.testing._state import (
@@ -51,7 +57,8 @@ from requests_ppauth.testing._state import (
 )
 from requests_ppauth.testing._wire import Request, Response
 
-ROLES = ("identity", "api", "vault", "foreign")
+ROLES = ("identity", "api", "vault", "foreign", "msi")
+FEDERATION_AUDIENCE = "api://AzureADTokenExchange"
 _NS = uuid.UUID("6f1b2c3d-0000-4000-8000-0000000c0de5")
 
 
@@ -113,6 +120,7 @@ class Emulator:
         self._resources: Resources | None = None
         self._want_sample = sample
         self.sample: Sample | None = None
+        self.managed = ManagedIdentities()
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> Self:
@@ -134,8 +142,13 @@ class Emulator:
                 fh.write(data)
         context = server_context(paths["server.pem"], paths["server.key"])
         for role in ROLES:
-            self._listeners[role] = TLSListener(self.host, role, context, self._dispatch)
+            self._listeners[role] = TLSListener(
+                self.host, role, None if role == "msi" else context, self._dispatch
+            )
         tenant = self._sample_tenant()
+        self._identity.federation_issuer = f"{self.authority_host}/federation"
+        if not self.managed.identities:
+            self.managed.add("system", system_assigned=True)
         self._resources = Resources(
             self.directory, self._key.public_key(), self.authority_host, tenant.id
         )
@@ -284,6 +297,8 @@ class Emulator:
         certificate: ClientCertificate | None = None,
         trusted_issuer: bytes | None = None,
         trusted_subject: str | None = None,
+        federated_subject: str | None = None,
+        federated_audience: str = FEDERATION_AUDIENCE,
         public_client: bool = False,
         roles: tuple[str, ...] = (),
         name: str | None = None,
@@ -301,6 +316,7 @@ class Emulator:
             certificates=[certificate] if certificate else [],
             trusted_issuers=[trusted_issuer] if trusted_issuer else [],
             trusted_subjects=[trusted_subject] if trusted_subject else [],
+            federated=[(federated_subject, federated_audience)] if federated_subject else [],
             public_client=public_client,
             roles=list(roles),
             token_lifetime=token_lifetime,
@@ -359,6 +375,137 @@ class Emulator:
                 self.directory.revoked_uti.add(str(unverified(token)[1].get("uti")))
             else:
                 self.directory.revoked_uti.update(self.directory.issued_uti)
+
+    # -- device code flow ----------------------------------------------------------
+    @property
+    def device_interval(self) -> int:
+        """Seconds clients are told to wait between polls (default 1: tests stay fast)."""
+        return self._identity.devices.interval
+
+    @device_interval.setter
+    def device_interval(self, seconds: int) -> None:
+        self._identity.devices.interval = seconds
+
+    def device_codes(self) -> list[str]:
+        """User codes of sign-ins nobody has approved, declined or redeemed yet."""
+        with self.directory.lock:
+            return [
+                c.user_code
+                for c in self._identity.devices.codes.values()
+                if not (c.approved_by or c.declined or c.redeemed)
+            ]
+
+    def approve_device(self, user_code: str, username: str | None = None) -> None:
+        """Play the person at the browser: sign in as ``username`` (the sample user)."""
+        if username is None:
+            if self.sample is None:
+                raise ValueError("name the user: the emulator has no sample user")
+            username = self.sample.username
+        with self.directory.lock:
+            self._identity.devices.by_user_code(user_code).approved_by = username
+
+    def decline_device(self, user_code: str) -> None:
+        """The person declined: polls get ``authorization_declined``."""
+        with self.directory.lock:
+            self._identity.devices.by_user_code(user_code).declined = True
+
+    def expire_device(self, user_code: str) -> None:
+        """The code's time ran out: polls get ``expired_token``."""
+        with self.directory.lock:
+            self._identity.devices.by_user_code(user_code).expires_at = 0
+
+    def slow_down_device(self, user_code: str, times: int = 1) -> None:
+        """Answer the next ``times`` polls with ``slow_down``."""
+        with self.directory.lock:
+            self._identity.devices.by_user_code(user_code).slow_downs = times
+
+    # -- managed identity ------------------------------------------------------------
+    @property
+    def msi_url(self) -> str:
+        """Plain-http origin of the IMDS and App Service managed identity endpoints."""
+        if "msi" not in self._listeners:
+            raise RuntimeError("the emulator is not running")
+        return f"http://127.0.0.1:{self._listeners['msi'].port}"
+
+    def add_managed_identity(self, name: str) -> ManagedIdentity:
+        """A user-assigned identity (select it by client_id, object_id or resource id)."""
+        return self.managed.add(name)
+
+    @property
+    def system_identity(self) -> ManagedIdentity:
+        """The machine's system-assigned identity."""
+        return next(i for i in self.managed.identities if i.system_assigned)
+
+    def managed_identity_env(self, kind: str = "imds") -> dict[str, str]:
+        """Environment variables that point msal / azure-identity at our endpoints.
+
+        ``imds`` (VMs, AKS): ``AZURE_POD_IDENTITY_AUTHORITY_HOST``; ``appservice``:
+        ``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER``.
+        """
+        if kind == "imds":
+            return {"AZURE_POD_IDENTITY_AUTHORITY_HOST": self.msi_url}
+        if kind == "appservice":
+            return {
+                "IDENTITY_ENDPOINT": f"{self.msi_url}/msi/token",
+                "IDENTITY_HEADER": self.managed.header_secret,
+            }
+        raise ValueError(f"unknown managed identity kind {kind!r}: imds or appservice")
+
+    def _mint_managed(self, identity: ManagedIdentity, resource: str) -> tuple[str, dict[str, Any]]:
+        now = int(time.time())
+        tenant = self._sample_tenant()
+        claims: dict[str, Any] = {
+            "aud": resource,
+            "iss": f"{self.authority_host}/{tenant.id}/v2.0",
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.policy.lifetime,
+            "tid": tenant.id,
+            "appid": identity.client_id,
+            "azp": identity.client_id,
+            "oid": identity.object_id,
+            "sub": identity.object_id,
+            "idtyp": "app",
+            "xms_mirid": identity.resource_id,
+            "ver": "2.0",
+            "uti": uuid.uuid4().hex,
+        }
+        with self.directory.lock:
+            self.directory.issued_uti.append(claims["uti"])
+        token = _jwt_encode(claims, self._key, {"kid": self._identity.kid})
+        return token, claims
+
+    # -- workload identity federation ---------------------------------------------------
+    @property
+    def federation_issuer(self) -> str:
+        """The issuer whose tokens apps trust through ``add_app(federated_subject=...)``."""
+        return self._identity.federation_issuer
+
+    def federated_token(
+        self,
+        subject: str,
+        *,
+        audience: str = FEDERATION_AUDIENCE,
+        lifetime: int = 600,
+        issuer: str | None = None,
+    ) -> str:
+        """A token from the external identity provider (what Kubernetes or GitHub Actions
+        would write to ``AZURE_FEDERATED_TOKEN_FILE``)."""
+        if self._identity.federation_key is None:
+            self._identity.federation_key = _federation_key()
+        now = int(time.time())
+        claims = {
+            "iss": issuer or self.federation_issuer,
+            "sub": subject,
+            "aud": audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "jti": uuid.uuid4().hex,
+        }
+        return _jwt_encode(
+            claims, self._identity.federation_key, {"kid": self._identity.federation_kid}
+        )
 
     # -- observation ---------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -465,6 +612,8 @@ class Emulator:
             return self._resources.power_platform(req)
         if req.listener == "vault":
             return self._resources.vault(req)
+        if req.listener == "msi":
+            return handle_managed(req, self.managed, self._mint_managed)
         return self._resources.foreign(req)
 
     # -- admin API (for an emulator in another process) -----------------------------
@@ -515,6 +664,11 @@ class Emulator:
             return dataclasses.asdict(self.policy)
         if verb == "info":
             return self.info()
+        if verb == "device_codes":
+            return self.device_codes()
+        if verb in ("approve_device", "decline_device", "expire_device", "slow_down_device"):
+            getattr(self, verb)(**params)
+            return None
         raise KeyError(f"unknown admin verb {verb!r}")
 
     def http_client(self) -> IdentityHttpClient:
@@ -534,6 +688,7 @@ class Emulator:
             "api_url": self.api_url,
             "vault_url": self.vault_url,
             "foreign_url": self.foreign_url,
+            "msi_url": self.msi_url,
             "admin_url": f"{self.authority_host}/_emulator",
             "ca_bundle": self.ca_bundle,
             "sample": self.sample.as_dict() if self.sample else None,
