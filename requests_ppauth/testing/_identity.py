@@ -260,7 +260,7 @@ class Identity:
             if form.get("client_assertion_type") != ASSERTION_TYPE:
                 raise EntraError(900144, parameter="client_assertion_type")
             self._verify_assertion(req, tenant, app, form["client_assertion"])
-            req.notes["client_auth"] = "assertion"
+            req.notes.setdefault("client_auth", "assertion")
         elif "client_secret" in form:
             matched = [
                 s
