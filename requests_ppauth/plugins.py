@@ -3,7 +3,9 @@
 Nothing happens at import. The first credential lookup loads the built-in
 sources and every ``requests_ppauth`` entry point except those named in
 ``PPAUTH_DISABLE_PLUGINS`` (comma-separated plugin names, built-ins included),
-then checks that every hook implementation matches a spec.
+then checks that every hook implementation matches a spec. The name ``*`` blocks
+every plugin that comes from an entry point, keeping the built-ins (what a test
+suite of the core itself wants).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -20,6 +22,9 @@ from requests_ppauth.config import Profile
 from requests_ppauth.credentials import Credential
 from requests_ppauth.errors import ConfigurationError, NoCredentialError, PPAuthError
 from requests_ppauth.source_api import CredentialSource, SecretResolver, SourceRequest
+
+if TYPE_CHECKING:
+    from requests_ppauth.hookspecs import SubParsers
 
 BUILTINS = ("requests_ppauth.sources.env", "requests_ppauth.sources.file")
 DISABLE_VAR = "PPAUTH_DISABLE_PLUGINS"
@@ -47,6 +52,11 @@ class Plugins:
             short = module_name.rsplit(".", 1)[1]
             if short not in self.blocked:
                 self.pm.register(importlib.import_module(module_name), name=short)
+        if "*" in self.blocked:  # every plugin from an entry point; built-ins stay
+            import importlib.metadata
+
+            for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
+                self.pm.set_blocked(ep.name)
         self.pm.load_setuptools_entrypoints(hookspecs.PROJECT)
         self.pm.check_pending()
         self._sources: list[CredentialSource] | None = None
@@ -127,6 +137,24 @@ class Plugins:
             found[name] = factory
 
         self.pm.hook.ppauth_register_cache_backends(register=register)
+        return found
+
+    def command_adders(self) -> list[Callable[[SubParsers], None]]:
+        """Callables plugins registered to add ``ppauth`` subcommands, in registration order.
+
+        Each takes the ``ppauth`` argparse subparsers (see ``ppauth_register_commands``).
+        """
+        found: list[Callable[[SubParsers], None]] = []
+
+        def register(add_commands: Any) -> None:
+            if not callable(add_commands):
+                raise PluginRegistrationError(
+                    f"{add_commands!r} is not callable: ppauth_register_commands takes a "
+                    "function of the argparse subparsers"
+                )
+            found.append(add_commands)
+
+        self.pm.hook.ppauth_register_commands(register=register)
         return found
 
     def ordered_sources(self, order: Sequence[str] | None) -> list[CredentialSource]:

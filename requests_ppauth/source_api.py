@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from requests_ppauth.credentials import Credential
 from requests_ppauth.errors import SecretReferenceError
+from requests_ppauth.sources._certfile import read_certificate as _read_certificate
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 # Schemes we know plugins for: a string using one is a reference even when the plugin
@@ -61,6 +62,22 @@ class SecretResolver(Protocol):
         ...
 
 
+@runtime_checkable
+class RequestAwareResolver(SecretResolver, Protocol):
+    """A resolver whose claim can depend on the profile asking (optional extension).
+
+    ``claims(reference)`` sees only the string, so a resolver cannot honour an
+    allow-list kept in the profile (the Key Vault plugin's private-endpoint hosts in
+    ``[profiles.<name>.keyvault] hosts``). When a resolver also has
+    ``claims_for_request``, :meth:`SourceRequest.resolve` asks that instead; ``claims``
+    must still answer for callers without a request.
+    """
+
+    def claims_for_request(self, reference: str, request: SourceRequest) -> bool:
+        """Whether ``reference`` is this resolver's, given the request's settings and environ."""
+        ...
+
+
 @dataclass
 class SourceRequest:
     """What a source is asked: which profile, its settings, the environment.
@@ -71,8 +88,9 @@ class SourceRequest:
     """
 
     profile: str
-    settings: Mapping[str, Any]
-    environ: Mapping[str, str]
+    # both may hold plaintext secrets (a profile's client_secret, PPAUTH_CLIENT_SECRET)
+    settings: Mapping[str, Any] = field(repr=False)
+    environ: Mapping[str, str] = field(repr=False)
     config_path: Path | None = None
     settings_mode: int | None = None
     explicit_profile: bool = False
@@ -98,7 +116,7 @@ class SourceRequest:
 
     def _resolve(self, reference: str, what: str, *, explicit: bool) -> Any:
         for resolver in self.resolvers:
-            if resolver.claims(reference):
+            if _claims(resolver, reference, self):
                 return resolver.resolve(reference, self)
         match = _SCHEME.match(reference)
         scheme = match.group(1).lower() if match else ""
@@ -116,4 +134,23 @@ class SourceRequest:
         )
 
 
+def _claims(resolver: SecretResolver, reference: str, request: SourceRequest) -> bool:
+    if isinstance(resolver, RequestAwareResolver):
+        return resolver.claims_for_request(reference, request)
+    return resolver.claims(reference)
+
+
 SourceFactory = Callable[[], CredentialSource]
+
+
+def read_certificate(source: str, path: str, setting: str) -> bytes:
+    """The bytes of the PEM or PKCS#12 file at ``path``, for a ``ClientCertificate``.
+
+    For sources whose profile names a ``certificate_path`` (the keyring source keeps
+    the certificate's password in the keyring, the file on disk). Raises
+    :class:`~requests_ppauth.SourceError` for ``source`` when the file is missing, a
+    directory, unreadable or empty, naming ``setting`` (e.g. ``"certificate_path of
+    [profiles.prod]"``) in the same words as the built-in sources, so users meet one
+    vocabulary whichever source read the file.
+    """
+    return _read_certificate(source, path, setting)

@@ -26,7 +26,18 @@ def _environ_guard() -> Iterator[None]:
         pytest.fail(f"test leaked environment changes: {[k for k, _ in changed]}")
 
 
+# The core's tests speak of the built-in sources only; the plugins installed beside
+# them (keyring, keyvault, the docs' example) have their own test suites.
+THIRD_PARTY_PLUGINS = "*"
+
+
 @pytest.fixture(autouse=True)
-def _isolated(ppauth_env: PPAuthEnv) -> PPAuthEnv:
-    """Every test gets the isolated environment of the shipped plugin."""
-    return ppauth_env
+def _isolated(ppauth_env: PPAuthEnv) -> Iterator[PPAuthEnv]:
+    """Every test gets the isolated environment of the shipped plugin, and a plugin
+    manager loaded afresh with only the built-in sources."""
+    from requests_ppauth.plugins import reset_plugins
+
+    ppauth_env.set(PPAUTH_DISABLE_PLUGINS=THIRD_PARTY_PLUGINS)
+    reset_plugins()
+    yield ppauth_env
+    reset_plugins()
