@@ -204,10 +204,9 @@ def test_username_password_profile(ppauth_env, tenant_line, tenant):
     [
         ('tenant_id = "t"\nclient_secret = "x"\n', "no client_id"),
         ('client_id = "c"\nclient_secret = "x"\n', "no tenant_id"),
-        ('client_id = "c"\nusername = "u@x"\n', "username and password go together"),
-        ('client_id = "c"\npassword = "x"\n', "username and password go together"),
+        ('client_id = "c"\npassword = "x"\n', "a password needs a username"),
     ],
-    ids=["no-client-id", "no-tenant", "username-only", "password-only"],
+    ids=["no-client-id", "no-tenant", "password-only"],
 )
 def test_incomplete_profile_raises_source_error(ppauth_env, body, fragment):
     write(ppauth_env, "[profiles.default]\n" + body)
@@ -217,6 +216,16 @@ def test_incomplete_profile_raises_source_error(ppauth_env, body, fragment):
 
     assert info.value.source == "file"
     assert str(ppauth_env.config_path) in str(info.value)
+
+
+def test_username_without_password_passes_for_a_later_source(ppauth_env):
+    """The password may be in a keyring: the file source steps aside and says why."""
+    write(ppauth_env, '[profiles.default]\nclient_id = "c"\nusername = "u@x"\n')
+
+    with pytest.raises(NoCredentialError) as info:
+        lookup()
+
+    assert "names user 'u@x' but holds no password" in info.value.reasons["file"]
 
 
 # -- choosing the profile ------------------------------------------------------------------

@@ -72,8 +72,12 @@ class FileSource:
                 path=s["certificate_path"],
                 send_certificate_chain=bool(s.get("send_certificate_chain", False)),
             )
-        if not s.get("username") or "password" not in s:
-            raise SourceError(self.name, f"{where}: username and password go together")
+        if s.get("username") and "password" not in s:
+            # the password may live elsewhere (a keyring source asked after us)
+            request.note(f"{where} names user {s['username']!r} but holds no password")
+            return None
+        if not s.get("username"):
+            raise SourceError(self.name, f"{where}: a password needs a username")
         return UsernamePassword(
             tenant_id=tenant or "organizations",
             client_id=client_id,
