@@ -25,7 +25,13 @@ from requests_ppauth.errors import (
     UnsafeFileError,
 )
 from requests_ppauth.hookspecs import hookimpl
-from requests_ppauth.source_api import CredentialSource, SecretResolver, SourceRequest
+from requests_ppauth.source_api import (
+    CredentialSource,
+    RequestAwareResolver,
+    SecretResolver,
+    SecretStore,
+    SourceRequest,
+)
 from requests_ppauth.tokens import AccessToken, ROPCWarning
 
 __all__ = [
@@ -42,8 +48,10 @@ __all__ = [
     "PPAuthError",
     "PowerPlatformAuth",
     "ROPCWarning",
+    "RequestAwareResolver",
     "SecretReferenceError",
     "SecretResolver",
+    "SecretStore",
     "SourceError",
     "SourceRequest",
     "TokenAcquisitionError",

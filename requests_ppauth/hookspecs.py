@@ -14,8 +14,13 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    import argparse
+
     from requests_ppauth.cache import CacheBackend
     from requests_ppauth.source_api import CredentialSource, SecretResolver
+
+    # what ArgumentParser.add_subparsers() returns (typeshed's name for it is private)
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 PROJECT = "requests_ppauth"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -69,4 +74,27 @@ def ppauth_register_cache_backends(
         "redis")`` then shares tokens through it, with the same single-flight and
         refresh rules as the built-in file cache. ``file`` is the built-in name.
     :return: nothing; every plugin's implementation runs. A duplicate name is an error.
+    """
+
+
+@hookspec
+def ppauth_register_commands(
+    register: Callable[[Callable[[SubParsers], None]], None],
+) -> None:
+    """Add subcommands to the ``ppauth`` command: ``register(add_commands)``.
+
+    :param register: takes a callable ``add_commands(subparsers)``. ``ppauth`` calls it
+        with its argparse subparsers (what ``ArgumentParser.add_subparsers()``
+        returned); it adds one or more commands with ``subparsers.add_parser(name,
+        help=...)`` and gives each ``set_defaults(func=handler)``, where
+        ``handler(args: argparse.Namespace)`` returns the exit status (``None``
+        means 0). A handler reports failure by raising
+        :class:`requests_ppauth.PPAuthError` (shown as one line and a hint, exit
+        status 1) or returning a non-zero status. The keyring plugin's
+        ``requests_ppauth_keyring.register_cli`` is such a callable.
+    :return: nothing; every plugin's implementation runs, and ``ppauth`` calls the
+        registered callables in registration order when it builds its parser. A
+        name that is already taken (a built-in command or another plugin's) and a
+        callable that raises are reported as a warning naming the plugin; the
+        rest of ``ppauth`` keeps working.
     """

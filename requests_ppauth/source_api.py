@@ -78,6 +78,28 @@ class RequestAwareResolver(SecretResolver, Protocol):
         ...
 
 
+@runtime_checkable
+class SecretStore(Protocol):
+    """A resolver that can also *keep* a secret, so ``ppauth profile add`` never has to
+    write one into the config file (optional extension of :class:`SecretResolver`).
+
+    ``store`` keeps ``secret`` (``key`` is ``client_secret``, ``certificate_password``
+    or ``password``) and returns the reference to write instead, one the same resolver
+    ``claims`` and resolves. ``ppauth profile remove`` also calls ``delete(reference)``
+    when the store has it.
+    """
+
+    name: str
+
+    def claims(self, reference: str) -> bool:
+        """Whether ``reference`` is this store's."""
+        ...
+
+    def store(self, profile: str, key: str, secret: str) -> str:
+        """Keep ``secret``; return the reference to write in the config file."""
+        ...
+
+
 @dataclass
 class SourceRequest:
     """What a source is asked: which profile, its settings, the environment.

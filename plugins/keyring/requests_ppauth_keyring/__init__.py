@@ -17,6 +17,7 @@ first lookup.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from requests_ppauth import CredentialSource, SecretResolver, hookimpl
 from requests_ppauth_keyring._cli import main, register_cli
@@ -58,3 +59,10 @@ def ppauth_register_sources(register: Callable[[CredentialSource], None]) -> Non
 def ppauth_register_secret_resolvers(register: Callable[[SecretResolver], None]) -> None:
     """Register the ``keyring:`` reference resolver."""
     register(KeyringResolver())
+
+
+@hookimpl
+def ppauth_register_commands(register: Callable[[Callable[[Any], None]], None]) -> None:
+    """Mount ``ppauth keyring set|delete|get-status`` (the same as ``python -m
+    requests_ppauth_keyring``)."""
+    register(register_cli)

@@ -56,6 +56,28 @@ class KeyringResolver:
         """Whether ``reference`` starts with ``keyring:`` (any case, as URL schemes)."""
         return reference[: len(PREFIX)].lower() == PREFIX
 
+    def store(self, profile: str, key: str, secret: str) -> str:
+        """Keep ``key`` of ``profile`` where the ``keyring`` source looks; the reference.
+
+        Makes this resolver a :class:`requests_ppauth.source_api.SecretStore`, so
+        ``ppauth profile add`` puts secrets here instead of in the config file.
+        """
+        try:
+            _store.set_secret(profile, key, secret)
+        except _store.KeyringBackendError as exc:
+            raise SecretReferenceError(
+                f"cannot store {key} of profile {profile!r}: {exc}"
+            ) from None
+        return f"{PREFIX}{_store.profile_username(profile, key)}"
+
+    def delete(self, reference: str) -> bool:
+        """Forget what ``reference`` names; whether something was there."""
+        service, username = parse_reference(reference)
+        try:
+            return _store.remove(service, username)
+        except _store.KeyringBackendError as exc:
+            raise SecretReferenceError(f"cannot delete {reference!r}: {exc}") from None
+
     def resolve(self, reference: str, request: SourceRequest) -> str:
         """The secret ``reference`` names; ``SecretReferenceError`` when absent."""
         service, username = parse_reference(reference)

@@ -292,3 +292,34 @@ def test_importing_the_plugin_does_not_import_keyring() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert run.stdout.strip() == "False"
+
+
+# -- the resolver as a secret store (what `ppauth profile add` uses) ----------------------
+def test_resolver_stores_where_the_source_looks_and_deletes() -> None:
+    from requests_ppauth.source_api import SecretStore
+
+    resolver = KeyringResolver()
+    assert isinstance(resolver, SecretStore)
+    reference = resolver.store("prod", "client_secret", SECRET)
+    assert reference == "keyring:prod:client_secret"
+    assert SECRET not in reference
+    credential, _ = lookup(**IDS)
+    assert credential.secret == SECRET  # the source finds what the store kept
+    assert resolver.resolve(reference, make_request("prod")) == SECRET
+    assert resolver.delete(reference) is True
+    assert resolver.delete(reference) is False
+    credential, request = lookup(**IDS)
+    assert credential is None
+    assert request.notes
+
+
+def test_ppauth_mounts_the_keyring_command() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "requests_ppauth", "keyring", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "set" in out.stdout
+    assert "get-status" in out.stdout

@@ -1,0 +1,157 @@
+"""What the commands share: the profile, the auth object, URLs, time and JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from requests_ppauth.auth import PowerPlatformAuth
+from requests_ppauth.cli.failures import CLIError, UsageError
+from requests_ppauth.clouds import get_cloud
+from requests_ppauth.config import Profile, load_profile
+
+
+def profile_name(args: argparse.Namespace) -> str:
+    """``--profile``, else ``PPAUTH_PROFILE``, else ``default``."""
+    return str(args.profile or os.environ.get("PPAUTH_PROFILE") or "default")
+
+
+def explicit_profile(args: argparse.Namespace) -> bool:
+    """Whether the user named the profile (then a missing one is worth saying)."""
+    return bool(args.profile or os.environ.get("PPAUTH_PROFILE"))
+
+
+def profile(args: argparse.Namespace) -> Profile:
+    """The selected profile (empty when the config file or the table is absent)."""
+    return load_profile(profile_name(args), os.environ)
+
+
+def host_scopes(args: argparse.Namespace) -> dict[str, str]:
+    """``--host-scope`` entries as ``{host: scope}``."""
+    return dict(args.host_scope or [])
+
+
+def build_auth(
+    args: argparse.Namespace,
+    *,
+    scope: str | None = None,
+    hosts: dict[str, str] | None = None,
+    cache: bool = True,
+) -> PowerPlatformAuth:
+    """A :class:`PowerPlatformAuth` configured from the global options.
+
+    ``--allow-host`` replaces the default allow-list (as ``allowed_hosts=`` does);
+    hosts given a scope with ``--host-scope`` stay allowed.
+    """
+    mapped = {**host_scopes(args), **(hosts or {})}
+    allowed = set(args.allow_host) | set(mapped) if args.allow_host else None
+    return PowerPlatformAuth(
+        profile=args.profile,
+        scope=scope,
+        hosts=mapped or None,
+        allowed_hosts=allowed,
+        cloud=args.cloud,
+        authority_host=args.authority_host,
+        verify=args.ca_bundle or None,
+        cache=cache,
+    )
+
+
+def ca_bundle(args: argparse.Namespace, selected: Profile | None = None) -> str | bool:
+    """The CA bundle for this command's HTTPS traffic: ``--ca-bundle``, the profile's
+    ``ca_bundle``, ``PPAUTH_CA_BUNDLE``; ``True`` (the system's CAs) otherwise."""
+    chosen = selected if selected is not None else profile(args)
+    path = args.ca_bundle or chosen.get("ca_bundle") or os.environ.get("PPAUTH_CA_BUNDLE")
+    if not path:
+        return True
+    if not Path(path).is_file():
+        raise CLIError(
+            f"the CA bundle {path} does not exist",
+            "fix --ca-bundle, PPAUTH_CA_BUNDLE or the profile's ca_bundle",
+        )
+    return str(path)
+
+
+def cloud_name(args: argparse.Namespace, selected: Profile) -> str:
+    """``--cloud``, else the profile's ``cloud``, else ``public``."""
+    return str(args.cloud or selected.get("cloud") or "public")
+
+
+def default_scope(args: argparse.Namespace, selected: Profile) -> str:
+    """The profile's ``scope``, else the cloud's Power Platform API scope."""
+    if selected.get("scope"):
+        return str(selected.get("scope"))
+    return next(iter(get_cloud(cloud_name(args, selected)).hosts.values()))
+
+
+def bap_scope(args: argparse.Namespace, selected: Profile) -> str:
+    """The scope of the cloud's BAP (Power Apps admin) API."""
+    cloud = get_cloud(cloud_name(args, selected))
+    return next(s for h, s in cloud.hosts.items() if ".bap." in h)
+
+
+def check_url(url: str) -> str:
+    """``url`` if it is an absolute http(s) URL; a usage error otherwise."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise UsageError(f"{url!r} is not a valid URL", "write it as https://host/path") from None
+    if parts.scheme.lower() not in ("https", "http") or not parts.hostname:
+        raise UsageError(
+            f"{url!r} is not an http(s) URL", "write it as https://host[:port]/path?query"
+        )
+    return url
+
+
+def netloc(url: str) -> str:
+    """``host[:port]`` of ``url``, lower-case."""
+    return urlsplit(url).netloc.lower()
+
+
+def jwt_claims(token: str) -> dict[str, Any] | None:
+    """The payload of a JWT, unverified; ``None`` for an opaque token."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def iso(epoch: float) -> str:
+    """``2026-01-31T12:00:00Z``."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def from_now(epoch: float, now: float | None = None) -> str:
+    """``in 59 min``, ``in 2 h 5 min``, ``3 min ago``."""
+    delta = epoch - (time.time() if now is None else now)
+    minutes = int(abs(delta) // 60)
+    text = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+    if abs(delta) < 60:
+        text = f"{int(abs(delta))} s"
+    return f"in {text}" if delta >= 0 else f"{text} ago"
+
+
+def print_json(data: Any) -> None:
+    """Pretty JSON on stdout."""
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def table(rows: list[tuple[str, str]], indent: str = "") -> None:
+    """Aligned ``key  value`` lines on stdout."""
+    width = max((len(k) for k, _ in rows), default=0)
+    for key, value in rows:
+        sys.stdout.write(f"{indent}{key:<{width}}  {value}\n")

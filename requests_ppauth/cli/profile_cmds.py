@@ -1,0 +1,343 @@
+"""``ppauth profile list|show|add|remove``: the ``[profiles.<name>]`` tables of the config file.
+
+Secrets never reach the file unasked: ``add`` hands each one to a secret store (a
+plugin's resolver that can store, such as the keyring plugin's) and writes the
+reference it returns; with no store, it refuses unless ``--store-secret-in-file`` is
+given. A reference (``keyring:...``, a Key Vault secret URL) is written as is.
+``show`` and ``list`` never print a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from requests_ppauth.cli import common, config_file, logs, secret_store
+from requests_ppauth.cli.failures import CLIError, UsageError
+from requests_ppauth.config import SECRET_KEYS, config_path
+from requests_ppauth.plugins import get_plugins
+from requests_ppauth.source_api import WELL_KNOWN
+
+ASK = "\0ask"  # the option was given without a value: prompt, or read stdin
+HIDDEN = "(hidden: stored in the file)"
+_SECRETISH = re.compile(r"(?i)secret|password|passphrase|token|credential|key$")
+_OPTIONS = (  # option, setting, help
+    ("--tenant-id", "tenant_id", "directory (tenant) id or domain"),
+    ("--client-id", "client_id", "application (client) id"),
+    ("--certificate-path", "certificate_path", "PEM or PFX file with the key and certificate"),
+    ("--username", "username", "user name, for username/password (ROPC) sign-in"),
+    ("--scope", "scope", "scope for every host, instead of the host table"),
+)
+ORDER = (  # how a new profile's keys are written
+    "tenant_id",
+    "client_id",
+    "client_secret",
+    "certificate_path",
+    "certificate_password",
+    "send_certificate_chain",
+    "username",
+    "password",
+    "cloud",
+    "authority_host",
+    "scope",
+    "ca_bundle",
+    "sources",
+)
+_SECRETS = (
+    ("--client-secret", "client_secret"),
+    ("--certificate-password", "certificate_password"),
+    ("--password", "password"),
+)
+
+
+def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """Register ``profile`` and its subcommands."""
+    p = subparsers.add_parser(
+        "profile",
+        parents=parents,
+        help="list, show, add or remove profiles in the config file",
+        description="Edit the TOML config file ([profiles.<name>] tables). Its path: "
+        "PPAUTH_CONFIG, else the platform's config directory.",
+    )
+    sub = p.add_subparsers(dest="profile_command", metavar="SUBCOMMAND", required=True)
+    ls = sub.add_parser("list", parents=parents, help="profiles in the config file")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(func=run_list)
+    show = sub.add_parser("show", parents=parents, help="one profile's settings (no secrets)")
+    show.add_argument("name", nargs="?", help="default: --profile, PPAUTH_PROFILE or default")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=run_show)
+    _add_parser(sub, parents)
+    rm = sub.add_parser("remove", parents=parents, help="remove a profile")
+    rm.add_argument("name")
+    rm.add_argument(
+        "--keep-secrets",
+        action="store_true",
+        help="leave the profile's secrets in their secret store",
+    )
+    rm.set_defaults(func=run_remove)
+
+
+def _add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "add",
+        parents=parents,
+        help="add a profile",
+        description="Add [profiles.NAME] to the config file. A secret option given without "
+        "a value prompts for it (or reads a line from stdin when it is not a terminal). "
+        "Secrets go to a secret store plugin (the keyring plugin) and the file gets a "
+        "reference; without one, --store-secret-in-file is required. --cloud, "
+        "--authority-host and --ca-bundle are saved in the profile when given.",
+    )
+    p.add_argument("name")
+    for option, setting, text in _OPTIONS:
+        p.add_argument(option, dest=f"set_{setting}", help=text)
+    for option, setting in _SECRETS:
+        p.add_argument(
+            option,
+            dest=f"secret_{setting}",
+            nargs="?",
+            const=ASK,
+            metavar="VALUE",
+            help="prompted for when no value is given; a reference (keyring:...) is kept as is",
+        )
+    p.add_argument("--send-certificate-chain", action="store_true", help="send x5c (SNI auth)")
+    p.add_argument("--sources", help="comma-separated sources to ask, in order (e.g. env,file)")
+    p.add_argument("--secret-store", help="which secret store to use, when several are installed")
+    p.add_argument(
+        "--store-secret-in-file",
+        action="store_true",
+        help="write secrets into the config file in plain text (it is kept 0600)",
+    )
+    p.add_argument("--replace", action="store_true", help="replace an existing profile")
+    p.set_defaults(func=run_add)
+
+
+# -- reading ------------------------------------------------------------------------------
+def kind(settings: dict[str, Any]) -> str:
+    """Which credential a profile holds."""
+    if "client_secret" in settings:
+        return "client secret"
+    if "certificate_path" in settings:
+        return "certificate"
+    if "username" in settings:
+        return "username/password"
+    return "settings only"
+
+
+def is_reference(text: str) -> bool:
+    """Whether ``text`` refers to a secret rather than being one."""
+    if any(r.claims(text) for r in get_plugins().resolvers()):
+        return True
+    scheme = text.split(":", 1)[0].lower() if ":" in text else ""
+    return scheme in WELL_KNOWN and (scheme != "https" or ".vault." in text)
+
+
+def shown(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with every secret replaced by where it is kept."""
+    out: dict[str, Any] = {}
+    for name, v in settings.items():
+        if isinstance(v, dict) and set(v) == {"ref"}:
+            out[name] = v
+        elif isinstance(v, dict):
+            out[name] = {k: HIDDEN if _SECRETISH.search(k) else i for k, i in v.items()}
+        elif name in SECRET_KEYS:
+            out[name] = v if isinstance(v, str) and is_reference(v) else HIDDEN
+        else:
+            out[name] = v
+    return out
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print the profiles."""
+    path = config_path()
+    _, profiles = config_file.read(path)
+    current = common.profile_name(args)
+    rows = [
+        {
+            "name": n,
+            "current": n == current,
+            "kind": kind(s),
+            "client_id": s.get("client_id"),
+            "tenant_id": s.get("tenant_id"),
+        }
+        for n, s in sorted(profiles.items())
+    ]
+    if args.json:
+        common.print_json({"config": str(path), "profiles": rows})
+        return 0
+    sys.stdout.write(f"{path}{'' if profiles else ' (no profiles)'}\n")
+    for r in rows:
+        star = "*" if r["current"] else " "
+        ident = f"client {r['client_id']}" if r["client_id"] else ""
+        sys.stdout.write(f"{star} {r['name']:<16} {r['kind']:<18} {ident}\n".rstrip() + "\n")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """Print one profile, secrets hidden."""
+    name = args.name or common.profile_name(args)
+    path = config_path()
+    _, profiles = config_file.read(path)
+    if name not in profiles:
+        raise config_file.not_found(name, path, profiles)
+    settings = shown(profiles[name])
+    if args.json:
+        common.print_json({"name": name, "config": str(path), "settings": settings})
+        return 0
+    sys.stdout.write(f"[profiles.{name}] in {path}\n")
+    common.table([(k, _text(v)) for k, v in settings.items()], indent="  ")
+    return 0
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={_text(i)}" for k, i in v.items())
+    if isinstance(v, list):
+        return ", ".join(map(str, v))
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+# -- writing ------------------------------------------------------------------------------
+def _read_secret(what: str) -> str:
+    if sys.stdin.isatty():
+        secret = getpass.getpass(f"{what}: ")
+    else:
+        secret = sys.stdin.readline().rstrip("\r\n")
+    if not secret:
+        raise UsageError(f"no {what} given", "type it at the prompt, or pipe it on stdin")
+    return secret
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for _, name, _ in _OPTIONS:
+        if getattr(args, f"set_{name}"):
+            settings[name] = getattr(args, f"set_{name}")
+    if args.send_certificate_chain:
+        settings["send_certificate_chain"] = True
+    for name, given in (
+        ("cloud", args.cloud),
+        ("authority_host", args.authority_host),
+        ("ca_bundle", args.ca_bundle),
+    ):
+        if given:
+            settings[name] = given
+    if args.sources:
+        settings["sources"] = [s.strip() for s in args.sources.split(",") if s.strip()]
+    has_credential = any(getattr(args, f"secret_{k}") for _, k in _SECRETS) or any(
+        k in settings for k in ("certificate_path", "username")
+    )
+    if has_credential and "client_id" not in settings:
+        raise UsageError("a credential needs --client-id", "add --client-id APP_ID")
+    if (
+        args.secret_client_secret or "certificate_path" in settings
+    ) and "tenant_id" not in settings:
+        raise UsageError("a service principal needs --tenant-id", "add --tenant-id TENANT")
+    if args.secret_client_secret and "certificate_path" in settings:
+        raise UsageError("--client-secret and --certificate-path are two credentials", "choose one")
+    if bool(args.secret_password) != ("username" in settings):
+        raise UsageError("--username and --password go together", "give both, or neither")
+    return settings
+
+
+def run_add(args: argparse.Namespace) -> int:
+    """Add the profile; secrets to a store, or (only when asked) to the file."""
+    name = args.name
+    settings = _settings(args)
+    path = config_path()
+    with config_file.locked(path):
+        text, profiles = config_file.read(path)
+        if name in profiles and not args.replace:
+            raise CLIError(
+                f"profile {name!r} already exists in {path}",
+                "pass --replace to overwrite it, or `ppauth profile remove` it first",
+            )
+        placed = _place_secrets(args, name, settings, path)
+        settings = {k: settings[k] for k in sorted(settings, key=ORDER.index)}
+        if name in profiles:
+            text = config_file.without_profile(text, profiles, name)
+            profiles = {k: v for k, v in profiles.items() if k != name}
+        try:
+            config_file.write_atomic(path, config_file.with_profile(text, profiles, name, settings))
+        except BaseException:
+            for key, where in placed.items():
+                if where != "file":
+                    secret_store.forget(settings[key])
+            raise
+    sys.stdout.write(f"added profile {name!r} to {path}\n")
+    for key, where in placed.items():
+        sys.stdout.write(
+            f"  {key}: in the config file (readable by you only)\n"
+            if where == "file"
+            else f"  {key}: in secret store {where} (the file holds {settings[key]})\n"
+        )
+    return 0
+
+
+def _place_secrets(
+    args: argparse.Namespace, name: str, settings: dict[str, Any], path: Path
+) -> dict[str, str]:
+    """Put each secret in a store (or the file when asked); where each went."""
+    secrets: dict[str, str] = {}
+    for option, key in _SECRETS:
+        given = getattr(args, f"secret_{key}")
+        if given is None:
+            continue
+        if given == ASK or given == "-":
+            given = _read_secret(key.replace("_", " "))
+        elif not is_reference(given):
+            logs.warn(
+                f"a secret on the command line is visible to other users (ps, shell history): "
+                f"next time give {option} without a value, to be prompted"
+            )
+        if is_reference(given):
+            settings[key] = given
+        else:
+            secrets[key] = given
+    if not secrets:
+        return {}
+    store = None if args.store_secret_in_file else secret_store.choose(args.secret_store)
+    if store is None and not args.store_secret_in_file:
+        raise CLIError(
+            f"refusing to write the {', '.join(secrets)} of profile {name!r} into {path} "
+            "in plain text: no installed plugin is a secret store",
+            "install one (requests-ppauth-keyring keeps secrets in the OS keyring), give a "
+            "reference instead (keyring:NAME, a Key Vault secret URL), or pass "
+            "--store-secret-in-file",
+        )
+    placed: dict[str, str] = {}
+    for key, secret in secrets.items():
+        if store is None:
+            settings[key] = secret
+            placed[key] = "file"
+        else:
+            settings[key] = store.store(name, key, secret)
+            placed[key] = store.name
+    return placed
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    """Remove the profile (and, unless told otherwise, its stored secrets)."""
+    name = args.name
+    path = config_path()
+    with config_file.locked(path):
+        text, profiles = config_file.read(path)
+        if name not in profiles:
+            raise config_file.not_found(name, path, profiles)
+        config_file.write_atomic(path, config_file.without_profile(text, profiles, name))
+    forgotten = []
+    if not args.keep_secrets:
+        for key in sorted(SECRET_KEYS):
+            v = profiles[name].get(key)
+            ref = v.get("ref") if isinstance(v, dict) else v
+            if isinstance(ref, str) and is_reference(ref) and secret_store.forget(ref):
+                forgotten.append(key)
+    sys.stdout.write(f"removed profile {name!r} from {path}\n")
+    if forgotten:
+        sys.stdout.write(f"  and its {', '.join(forgotten)} from the secret store\n")
+    return 0
