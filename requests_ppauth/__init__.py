@@ -10,7 +10,10 @@ from requests_ppauth.credentials import (
     ClientCertificate,
     ClientSecret,
     Credential,
+    DeviceCode,
+    ManagedIdentity,
     UsernamePassword,
+    WorkloadIdentity,
 )
 from requests_ppauth.errors import (
     CacheError,
@@ -42,8 +45,10 @@ __all__ = [
     "ConfigurationError",
     "Credential",
     "CredentialSource",
+    "DeviceCode",
     "HostNotAllowedError",
     "InsecureTransportError",
+    "ManagedIdentity",
     "NoCredentialError",
     "PPAuthError",
     "PowerPlatformAuth",
@@ -57,5 +62,6 @@ __all__ = [
     "TokenAcquisitionError",
     "UnsafeFileError",
     "UsernamePassword",
+    "WorkloadIdentity",
     "hookimpl",
 ]

@@ -33,10 +33,12 @@ STRING_KEYS = frozenset(
         "authority_host",
         "scope",
         "ca_bundle",
+        "managed_identity",
+        "federated_token_file",
     }
 )
 SECRET_KEYS = frozenset({"client_secret", "certificate_password", "password"})
-BOOL_KEYS = frozenset({"send_certificate_chain"})
+BOOL_KEYS = frozenset({"send_certificate_chain", "device_code"})
 LIST_KEYS = frozenset({"sources"})
 PROFILE_KEYS = STRING_KEYS | SECRET_KEYS | BOOL_KEYS | LIST_KEYS
 

@@ -5,11 +5,15 @@ Which one decides the flow:
 
 - :class:`ClientSecret` and :class:`ClientCertificate`: a service principal
   (confidential client, client credentials grant);
-- :class:`UsernamePassword`: a user through ROPC (public client; cannot do MFA).
+- :class:`UsernamePassword`: a user through ROPC (public client; cannot do MFA);
+- :class:`DeviceCode`: a user signing in on another device (MFA works);
+- :class:`ManagedIdentity`: code running in Azure, no secret;
+- :class:`WorkloadIdentity`: a federated token from another identity provider.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
@@ -82,3 +86,59 @@ class UsernamePassword(Credential):
     @property
     def user(self) -> str | None:
         return self.username
+
+
+@dataclass(frozen=True)
+class DeviceCode(Credential):
+    """A person signs in on another device (a browser, with MFA) through a public client.
+
+    The account and its refresh token go to the shared cache, so after one sign-in
+    (``ppauth login --device-code``) every process uses it silently. ``username``
+    picks among several signed-in accounts. ``prompt`` receives the instruction to
+    show ("To sign in, use a web browser to open ... and enter the code ..."); without
+    one the instruction goes to stderr, and only when stderr is a terminal: a batch
+    job never blocks waiting for a person, it fails saying how to sign in first.
+    """
+
+    username: str | None = None
+    prompt: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def kind(self) -> str:
+        return "device_code"
+
+    @property
+    def user(self) -> str | None:
+        return self.username
+
+
+@dataclass(frozen=True)
+class ManagedIdentity(Credential):
+    """An Azure managed identity: no secret at all, the platform vouches for the code.
+
+    ``client_id`` selects a user-assigned identity (or ``object_id`` / ``resource_id``);
+    all empty means the system-assigned one. ``tenant_id`` is unused (the identity's
+    own tenant) and may be empty.
+    """
+
+    object_id: str | None = None
+    resource_id: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "managed_identity"
+
+
+@dataclass(frozen=True)
+class WorkloadIdentity(Credential):
+    """Workload identity federation: a token from another identity provider
+    (Kubernetes, GitHub Actions) in ``token_file`` is the client assertion.
+
+    The file is read again for every token request, so a rotated token is picked up.
+    """
+
+    token_file: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "workload_identity"

@@ -26,7 +26,11 @@ from requests_ppauth.source_api import CredentialSource, SecretResolver, SourceR
 if TYPE_CHECKING:
     from requests_ppauth.hookspecs import SubParsers
 
-BUILTINS = ("requests_ppauth.sources.env", "requests_ppauth.sources.file")
+BUILTINS = (
+    "requests_ppauth.sources.env",
+    "requests_ppauth.sources.file",
+    "requests_ppauth.sources.managed",
+)
 DISABLE_VAR = "PPAUTH_DISABLE_PLUGINS"
 
 

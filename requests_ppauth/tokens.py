@@ -28,13 +28,22 @@ from requests_ppauth.credentials import (
     ClientCertificate,
     ClientSecret,
     Credential,
+    DeviceCode,
+    ManagedIdentity,
     UsernamePassword,
+    WorkloadIdentity,
 )
 from requests_ppauth.errors import (
     CacheError,
     ConfigurationError,
     PPAuthError,
     TokenAcquisitionError,
+)
+from requests_ppauth.flows import (
+    device_code_flow,
+    federated_assertion,
+    managed_identity_client,
+    scope_to_resource,
 )
 from requests_ppauth.shared_cache import SharedTokens, token_key
 
@@ -104,6 +113,10 @@ class AccessToken:
         refresh_on = expires_on - margin
         if result.get("refresh_in"):
             refresh_on = min(refresh_on, now + float(result["refresh_in"]))
+        elif isinstance(result.get("refresh_on"), int | float) and result["refresh_on"] > now:
+            # msal hands the server's refresh_in over as an absolute refresh_on (one in
+            # the past means msal's own refresh failed and it fell back to this token)
+            refresh_on = min(refresh_on, float(result["refresh_on"]))
         return cls(str(result["access_token"]), expires_on, refresh_on, scope)
 
 
@@ -221,8 +234,16 @@ class TokenProvider:
             app = msal.ConfidentialClientApplication(
                 cred.client_id, client_credential=client_credential, **common
             )
-        elif isinstance(cred, UsernamePassword):
+        elif isinstance(cred, UsernamePassword | DeviceCode):
             app = msal.PublicClientApplication(cred.client_id, **common)
+        elif isinstance(cred, WorkloadIdentity):
+            app = msal.ConfidentialClientApplication(
+                cred.client_id,
+                client_credential={"client_assertion": federated_assertion(cred)},
+                **common,
+            )
+        elif isinstance(cred, ManagedIdentity):
+            app = managed_identity_client(cred, self._http, common["token_cache"])
         else:
             raise ConfigurationError(f"unsupported credential type {type(cred).__name__}")
         self._app = app
@@ -269,6 +290,12 @@ class TokenProvider:
             if usable is not None:
                 with backend.try_key_lock(key) as mine:
                     if mine:
+                        # whoever held the lock since we looked may have refreshed or
+                        # backed off: what it stored answers, as in the waiting path
+                        disk = self._disk_token(key, scope)
+                        if disk is not None and time.time() < disk.refresh_on:
+                            self.tokens[scope] = disk
+                            return disk
                         return self._refresh(scope, usable, key)
                 # another process is refreshing: keep using this one, look again soon
                 kept = dataclasses.replace(
@@ -401,6 +428,10 @@ class TokenProvider:
             now = time.time()
             if isinstance(cred, UsernamePassword):
                 result = self._ropc(app, cred, scope)
+            elif isinstance(cred, DeviceCode):
+                result = device_code_flow(app, cred, scope)
+            elif isinstance(cred, ManagedIdentity):
+                result = app.acquire_token_for_client(resource=scope_to_resource(scope))
             else:
                 result = app.acquire_token_for_client([scope])
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:

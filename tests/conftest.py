@@ -26,9 +26,10 @@ def _environ_guard() -> Iterator[None]:
         pytest.fail(f"test leaked environment changes: {[k for k, _ in changed]}")
 
 
-# The core's tests speak of the built-in sources only; the plugins installed beside
-# them (keyring, keyvault, the docs' example) have their own test suites.
-THIRD_PARTY_PLUGINS = "*"
+# The core's tests speak of the env and file sources; the plugins installed beside
+# them (keyring, keyvault, the docs' example) have their own test suites, and the
+# managed identity source (asked last) has tests that turn it back on.
+THIRD_PARTY_PLUGINS = "*,managed"
 
 
 @pytest.fixture(autouse=True)

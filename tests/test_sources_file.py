@@ -463,7 +463,7 @@ def test_settings_only_profile_passes_with_a_reason(ppauth_env):
 
     reason = info.value.reasons["file"]
     assert "[profiles.default]" in reason
-    assert "holds no secret, certificate or username" in reason
+    assert "holds no secret, certificate, username, device_code or federated_token_file" in reason
     assert load_profile("default").get("cloud") == "gcc"
 
 

@@ -15,6 +15,7 @@ from requests_ppauth.credentials import (
     ClientSecret,
     Credential,
     UsernamePassword,
+    WorkloadIdentity,
 )
 from requests_ppauth.errors import SourceError
 from requests_ppauth.hookspecs import hookimpl
@@ -30,6 +31,7 @@ FIELDS = (
     "USERNAME",
     "PASSWORD",
     "CLIENT_SEND_CERTIFICATE_CHAIN",
+    "FEDERATED_TOKEN_FILE",
 )
 TRUE = {"1", "true", "yes", "on"}
 
@@ -82,6 +84,18 @@ class EnvSource:
                 path=cert_path,
                 send_certificate_chain=values["CLIENT_SEND_CERTIFICATE_CHAIN"].lower() in TRUE,
             )
+        if values["FEDERATED_TOKEN_FILE"]:  # workload identity federation (Kubernetes, CI)
+            if not tenant:
+                raise SourceError(
+                    self.name,
+                    f"{p}FEDERATED_TOKEN_FILE and {p}CLIENT_ID are set but {p}TENANT_ID is not",
+                )
+            return WorkloadIdentity(
+                tenant_id=tenant,
+                client_id=client_id,
+                authority_host=authority,
+                token_file=values["FEDERATED_TOKEN_FILE"],
+            )
         if username or password:
             missing = [p + n for n, v in (("USERNAME", username), ("PASSWORD", password)) if not v]
             if missing:
@@ -98,8 +112,8 @@ class EnvSource:
             )
         raise SourceError(
             self.name,
-            f"{p}CLIENT_ID is set but none of {p}CLIENT_SECRET, {p}CLIENT_CERTIFICATE_PATH "
-            f"or {p}USERNAME + {p}PASSWORD",
+            f"{p}CLIENT_ID is set but none of {p}CLIENT_SECRET, {p}CLIENT_CERTIFICATE_PATH, "
+            f"{p}FEDERATED_TOKEN_FILE or {p}USERNAME + {p}PASSWORD",
         )
 
 

@@ -16,7 +16,9 @@ from requests_ppauth.credentials import (
     ClientCertificate,
     ClientSecret,
     Credential,
+    DeviceCode,
     UsernamePassword,
+    WorkloadIdentity,
 )
 from requests_ppauth.errors import SourceError, UnsafeFileError
 from requests_ppauth.hookspecs import hookimpl
@@ -37,9 +39,44 @@ class FileSource:
         if not s:
             request.note(f"no [profiles.{request.profile}] in {request.config_path}")
             return None
-        if not any(k in s for k in ("client_secret", "certificate_path", "username", "password")):
-            request.note(f"{where} holds no secret, certificate or username")
+        if not any(
+            k in s
+            for k in (
+                "client_secret",
+                "certificate_path",
+                "username",
+                "password",
+                "device_code",
+                "federated_token_file",
+            )
+        ):
+            request.note(
+                f"{where} holds no secret, certificate, username, device_code or "
+                "federated_token_file"
+            )
             return None
+        if s.get("device_code") and not any(
+            k in s for k in ("client_secret", "certificate_path", "password")
+        ):
+            if not s.get("client_id"):
+                raise SourceError(self.name, f"{where}: device_code needs a client_id")
+            return DeviceCode(
+                tenant_id=s.get("tenant_id") or "organizations",
+                client_id=s["client_id"],
+                authority_host=s.get("authority_host"),
+                username=s.get("username"),
+            )
+        if "federated_token_file" in s:
+            if not (s.get("client_id") and s.get("tenant_id")):
+                raise SourceError(
+                    self.name, f"{where}: federated_token_file needs client_id and tenant_id"
+                )
+            return WorkloadIdentity(
+                tenant_id=s["tenant_id"],
+                client_id=s["client_id"],
+                authority_host=s.get("authority_host"),
+                token_file=s["federated_token_file"],
+            )
         # string secrets are resolved once here: a resolver (keyring, Key Vault) is not asked twice
         resolved = self._check_plaintext(request)
 

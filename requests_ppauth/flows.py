@@ -1,0 +1,105 @@
+"""The flows past secrets and passwords: device code, managed identity, workload
+identity federation. Each is a credential type the token provider hands to msal;
+this module holds what is specific to each, so ``tokens`` stays about caching.
+
+When to choose which:
+
+- **Device code**: a person (an admin) signs in on another device, MFA included.
+  Use it for interactive tools and one-off admin work; the refresh token then
+  serves later processes silently.
+- **Managed identity**: code running in Azure (VM, AKS, App Service, Functions).
+  No secret exists to leak or rotate.
+- **Workload identity federation**: code running elsewhere that has a token from
+  another identity provider (Kubernetes service account, GitHub Actions OIDC).
+  No secret either; the token file is re-read on every request for a new token.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from requests_ppauth._http import IdentityHttpClient
+from requests_ppauth.credentials import DeviceCode, ManagedIdentity, WorkloadIdentity
+from requests_ppauth.errors import ConfigurationError, TokenAcquisitionError
+
+
+def scope_to_resource(scope: str) -> str:
+    """Managed identity endpoints take a v1 *resource*: the scope minus ``/.default``.
+
+    ``https://service.powerapps.com//.default`` becomes ``https://service.powerapps.com/``
+    (the resource id's own trailing slash survives, as Entra ID expects).
+    """
+    return scope[: -len("/.default")] if scope.endswith("/.default") else scope
+
+
+def federated_assertion(cred: WorkloadIdentity) -> Callable[[], str]:
+    """A callable msal asks for a fresh assertion: the token file, read every time."""
+    path = Path(cred.token_file).expanduser()
+
+    def read() -> str:
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot read the federated token file {path} ({exc.strerror}): check "
+                "AZURE_FEDERATED_TOKEN_FILE / the profile's federated_token_file"
+            ) from None
+        if not token:
+            raise ConfigurationError(f"the federated token file {path} is empty")
+        return token
+
+    return read
+
+
+def managed_identity_client(
+    cred: ManagedIdentity, http: IdentityHttpClient | None, token_cache: Any
+) -> Any:
+    """msal's ManagedIdentityClient for a system- or user-assigned identity."""
+    import msal
+
+    identity: Any
+    if cred.client_id:
+        identity = msal.UserAssignedManagedIdentity(client_id=cred.client_id)
+    elif cred.object_id:
+        identity = msal.UserAssignedManagedIdentity(object_id=cred.object_id)
+    elif cred.resource_id:
+        identity = msal.UserAssignedManagedIdentity(resource_id=cred.resource_id)
+    else:
+        identity = msal.SystemAssignedManagedIdentity()
+    client = msal.ManagedIdentityClient(identity, http_client=http, token_cache=token_cache)
+    # the provider reaches every msal app's cache as .token_cache (confidential and public
+    # clients have it); this client keeps the object we passed under a private name
+    client.token_cache = token_cache
+    return client
+
+
+def _stderr_prompt(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def device_code_flow(app: Any, cred: DeviceCode, scope: str) -> dict[str, Any]:
+    """A signed-in account's token (silently), else a device sign-in if a person is there."""
+    accounts = app.get_accounts(username=cred.username) if cred.username else app.get_accounts()
+    if accounts:
+        result = app.acquire_token_silent_with_error([scope], account=accounts[0])
+        if result and "access_token" in result:
+            return dict(result)
+    prompt = cred.prompt
+    if prompt is None:
+        if not sys.stderr.isatty():
+            raise TokenAcquisitionError(
+                f"no signed-in account for client {cred.client_id} in the token cache, and "
+                "no terminal to run a device sign-in on",
+                error="interaction_required",
+                hint="sign in once with `ppauth login --device-code` (same profile and cache "
+                "directory), or pass DeviceCode(prompt=...) to show the code yourself",
+            )
+        prompt = _stderr_prompt
+    flow = app.initiate_device_flow(scopes=[scope])
+    if "user_code" not in flow:
+        raise TokenAcquisitionError.from_msal(flow, "Entra ID refused to start a device sign-in")
+    prompt(str(flow["message"]))
+    return dict(app.acquire_token_by_device_flow(flow))
