@@ -323,7 +323,7 @@ class FileCache:
                 return
             if _signature(st) != sig:
                 return  # replaced meanwhile by a good write
-            aside = self.path.with_name(f"{CACHE_FILE}.corrupt-{int(time.time())}-{os.getpid()}")
+            aside = self._aside_path()
             os.replace(self.path, aside)
         message = (
             f"token cache {self.path} could not be parsed; moved it to {aside} and started "
@@ -352,15 +352,7 @@ class FileCache:
             ).encode()
             + b"\n"
         )
-        fd = os.open(
-            self._journal_path,
-            os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
-            0o600,
-        )
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+        journaled = self._append(line)
         deadline = time.monotonic() + FILE_LOCK_TIMEOUT
         while True:
             if record_id in self.read().get(COMMITS, {}):
@@ -369,9 +361,35 @@ class FileCache:
                 if held:
                     self._commit(record_id, ops)
                     return
+            if self._truncated_since(*journaled):
+                # a commit that read the journal before our record truncated it away:
+                # queue it again for the next group commit, rather than wait to win the
+                # lock against writers who keep taking it (starved past the deadline)
+                journaled = self._append(line)
             if time.monotonic() > deadline:
                 raise CacheError(f"timed out after {FILE_LOCK_TIMEOUT} s committing to {self.path}")
             time.sleep(COMMIT_POLL)
+
+    def _append(self, line: bytes) -> tuple[int, int]:
+        """Append one record to the journal; the journal's inode and the offset past it."""
+        fd = os.open(
+            self._journal_path,
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+            0o600,
+        )
+        try:
+            os.write(fd, line)
+            return os.fstat(fd).st_ino, os.lseek(fd, 0, os.SEEK_CUR)
+        finally:
+            os.close(fd)
+
+    def _truncated_since(self, inode: int, end: int) -> bool:
+        """Whether the journal shrank (or was replaced) since a record ending at ``end``."""
+        try:
+            st = os.stat(self._journal_path)
+        except FileNotFoundError:
+            return True
+        return st.st_ino != inode or st.st_size < end
 
     def _commit(self, record_id: str, ops: Sequence[Op]) -> None:
         """Under the lock: commit every journal record not yet committed, ours included."""
@@ -391,13 +409,19 @@ class FileCache:
             del commits[rid]
         prune(data, stamp)
         truncate = consumed > JOURNAL_MAX
-        data[JOURNAL] = {"ino": inode, "offset": 0 if truncate else consumed}
+        # the offset stays at what was consumed even when truncating next: a writer killed
+        # between this write and the truncate must not make the next commit re-apply
+        # the whole journal (the journal shorter than the offset means "truncated")
+        data[JOURNAL] = {"ino": inode, "offset": consumed}
         sig = self._write(data)
         if truncate:
-            # a record appended since we read is lost here; its writer finds it
-            # uncommitted, takes the lock and commits it itself
+            # a fresh, empty journal (a new inode, so the stored offset cannot apply to
+            # it). A record appended to the old one since we read is lost here; its
+            # writer sees the journal replaced and appends it again.
+            fresh = self.directory / f".{CACHE_FILE}.{os.getpid()}.journal.tmp"
             with contextlib.suppress(OSError):
-                os.truncate(self._journal_path, 0)
+                os.close(os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+                os.replace(fresh, self._journal_path)
         with self._mutex:
             self._seen, self._state = sig, data
 
@@ -426,8 +450,11 @@ class FileCache:
         except FileNotFoundError:
             return [], 0, 0
         with os.fdopen(fd, "rb") as fh:
-            inode = os.fstat(fh.fileno()).st_ino
+            st = os.fstat(fh.fileno())
+            inode = st.st_ino
             offset = int(position.get("offset", 0)) if position.get("ino") == inode else 0
+            if offset > st.st_size:
+                offset = 0  # truncated since the last commit: everything in it is new
             fh.seek(offset)
             raw = fh.read()
         complete = raw.rfind(b"\n") + 1  # a torn last line is left for the next commit
@@ -441,8 +468,14 @@ class FileCache:
                 # (that one finds its record missing once it holds the lock, and commits it)
         return records, offset + complete, inode
 
+    def _aside_path(self) -> Path:
+        """A new name for an unparsable file: unique, so an earlier one is never replaced."""
+        return self.path.with_name(
+            f"{CACHE_FILE}.corrupt-{int(time.time())}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        )
+
     def _quarantine_locked(self, sig: tuple[int, int, int]) -> None:
-        aside = self.path.with_name(f"{CACHE_FILE}.corrupt-{int(time.time())}-{os.getpid()}")
+        aside = self._aside_path()
         with contextlib.suppress(FileNotFoundError):
             if _signature(os.lstat(self.path)) == sig:
                 os.replace(self.path, aside)

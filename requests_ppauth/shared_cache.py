@@ -17,6 +17,8 @@ from typing import Any
 
 from requests_ppauth.cache import OUR_SECTION, CacheBackend, Op
 
+ACCESS_TOKENS = "AccessToken"  # msal's section of access tokens
+
 
 def token_key(authority: str, tenant: str, client_id: str, user: str | None, scope: str) -> str:
     """The single-flight and storage key: everything that makes two tokens different."""
@@ -84,6 +86,14 @@ class SharedTokens:
                     ops.append(Op(OUR_SECTION, _entry_id(key), entry))
                 elif forget_token is not None:
                     ops.append(Op(OUR_SECTION, _entry_id(key), None, if_secret=forget_token))
+                    # and msal's copy: a process whose msal app never loaded it (a warm
+                    # start) would otherwise get the same rejected token back from msal
+                    ats = self.backend.read().get(ACCESS_TOKENS, {})
+                    ops += [
+                        Op(ACCESS_TOKENS, k, None, if_secret=forget_token)
+                        for k, v in ats.items()
+                        if isinstance(v, dict) and v.get("secret") == forget_token
+                    ]
             if not ops:
                 return
             self.backend.apply(ops)

@@ -1,8 +1,8 @@
 """Child processes for the cache tests: ``python tests/_cache_worker.py MODE ARGS...``.
 
-Every mode prints ``ready`` once it has imported and built everything, then (with
-``--wait``) blocks until the parent writes a line to its stdin: a barrier that
-starts all children at the same moment. Results are one JSON line on stdout.
+With ``--wait`` a worker prints ``ready`` once it has imported and built everything,
+then blocks until the parent writes a line to its stdin: a barrier that starts all
+children at the same moment. Results are one JSON line on stdout.
 Tokens never leave the child: only a short hash of them.
 
 :class:`Child` is the parent's side: it starts a worker and reads its lines.
@@ -36,8 +36,11 @@ def digest(token: str) -> str:
 
 
 def barrier(wait: bool) -> None:
+    """With ``--wait``: say ``ready``, then block until the parent's start signal."""
+    if not wait:
+        return
     print("ready", flush=True)
-    if wait and not sys.stdin.readline():
+    if not sys.stdin.readline():
         raise SystemExit("the parent went away before the start signal")
 
 
@@ -175,9 +178,17 @@ def write(args: argparse.Namespace) -> dict[str, object]:
     cache.prepare()
     barrier(args.wait)
     started = time.monotonic()
+    written = 0
     for i in range(args.n):
-        cache.apply([Op(args.section, f"{args.prefix}-{i}", {"writer": args.prefix, "i": i})])
-    return {"written": args.n, "seconds": time.monotonic() - started}
+        if args.seconds is not None and time.monotonic() - started > args.seconds:
+            break
+        key, value = f"{args.prefix}-{i}", i  # small: every commit rewrites the file
+        ops = [Op(args.section, key, value)]
+        if args.twin:  # the same key in a second section, in the same commit
+            ops.append(Op(args.section + "-twin", key, value))
+        cache.apply(ops)
+        written += 1
+    return {"written": written, "seconds": time.monotonic() - started}
 
 
 def main() -> None:
@@ -199,6 +210,8 @@ def main() -> None:
     p.add_argument("prefix")
     p.add_argument("n", type=int)
     p.add_argument("--wait", action="store_true")
+    p.add_argument("--twin", action="store_true")
+    p.add_argument("--seconds", type=float)
     args = parser.parse_args()
 
     if args.mode == "get":
