@@ -76,10 +76,11 @@ def main() -> int:
                         for _ in range(n)
                     ]
                 results = run_workers(argvs, run_env)
-                tokens = {r["token"] for r in results}
+                tokens = {r["token"] for r in results if r["token"]}
+                failed = sum(1 for r in results if not r["token"])
                 line = (
                     f"   N={n:<3} {name:<16} token requests {emu.count('token'):>3}, "
-                    f"distinct tokens {len(tokens):>3}"
+                    f"distinct tokens {len(tokens):>3}, processes that failed {failed}"
                 )
                 print(line)
                 rows.append((f"cold N={n}", name, f"{emu.count('token')} token requests"))
@@ -108,10 +109,12 @@ def main() -> int:
                         ]
                         for i in range(n)
                     ]
-                lat = [x * 1000 for r in run_workers(argvs, env) for x in r["latencies"]]  # type: ignore[attr-defined]
+                results = run_workers(argvs, env)
+                lat = [x * 1000 for r in results for x in r["latencies"]]  # type: ignore[attr-defined]
+                errors = sum(len(r["errors"]) for r in results)  # type: ignore[arg-type]
                 text = (
                     f"p50 {statistics.median(lat):7.1f} ms  p99 {pct(lat, 0.99):7.1f} ms  "
-                    f"max {max(lat):7.1f} ms"
+                    f"max {max(lat):7.1f} ms  failed writes {errors}"
                 )
                 print(f"   {n:>2} writers {name:<16} {text}")
                 rows.append((f"write {n} procs", name, text))
