@@ -37,6 +37,7 @@ import threading
 import time
 import uuid
 import warnings
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,7 @@ COMMIT_POLL = 0.002
 COMMITS = "PPAuthCommits"  # ids of recently committed journal records
 JOURNAL = "PPAuthJournal"  # how far the journal has been committed: {"ino", "offset"}
 JOURNAL_MAX = 256 * 1024  # truncate the journal past this many committed bytes
-KEEP_COMMITS = 2048
+KEEP_COMMITS = 512
 PRUNE_AFTER = 600.0  # access tokens this long past expiry are dropped on commit
 
 
@@ -184,6 +185,7 @@ class FileCache:
         self.path = self.directory / CACHE_FILE
         self._lock_path = self.directory / (CACHE_FILE + ".lock")
         self._journal_path = self.directory / (CACHE_FILE + ".journal")
+        self._progress_path = self.directory / (CACHE_FILE + ".committed")
         self._mutex = threading.Lock()
         self._seen: tuple[int, int, int] | None = None
         self._state: dict[str, Any] = {}
@@ -345,7 +347,7 @@ class FileCache:
         waits cost one or two file writes, not one per queued process.
         """
         self.prepare()
-        record_id = uuid.uuid4().hex
+        record_id = uuid.uuid4().hex[:16]
         line = (
             json.dumps(
                 {"id": record_id, "ops": [op.to_json() for op in ops]}, separators=(",", ":")
@@ -355,7 +357,7 @@ class FileCache:
         journaled = self._append(line)
         deadline = time.monotonic() + FILE_LOCK_TIMEOUT
         while True:
-            if record_id in self.read().get(COMMITS, {}):
+            if self._committed_past(*journaled):
                 return  # another writer committed our record with its own
             with self._try_file_lock() as held:
                 if held:
@@ -369,6 +371,41 @@ class FileCache:
             if time.monotonic() > deadline:
                 raise CacheError(f"timed out after {FILE_LOCK_TIMEOUT} s committing to {self.path}")
             time.sleep(COMMIT_POLL)
+
+    # -- commit progress: how waiters learn their record is in, without parsing the file
+    def _publish_progress(self, inode: int, offset: int) -> None:
+        """Record (under the lock, after the file is replaced) how far the journal is in.
+
+        Waiters poll this 50-byte file instead of parsing the whole cache after every
+        commit: with 16 writers, each commit cost 15 full parses (~5 ms each for a
+        500 KB cache) and the two cores spent most of their time on that. A fixed
+        width and a checksum make a torn read look like "not yet", never like "done".
+        """
+        body = f"{inode:020d} {offset:020d}"
+        line = f"{body} {zlib.crc32(body.encode()):08x}\n".encode()
+        with contextlib.suppress(OSError):
+            fd = os.open(
+                self._progress_path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600
+            )
+            try:
+                os.pwrite(fd, line, 0)
+            finally:
+                os.close(fd)
+
+    def _committed_past(self, inode: int, end: int) -> bool:
+        """Whether the journal of ``inode`` is committed up to ``end`` (or further)."""
+        try:
+            with open(self._progress_path, "rb") as fh:
+                raw = fh.read(64)
+        except OSError:
+            return False
+        parts = raw.decode("ascii", "replace").split()
+        if len(parts) != 3:
+            return False
+        body = f"{parts[0]} {parts[1]}"
+        if f"{zlib.crc32(body.encode()):08x}" != parts[2]:
+            return False
+        return int(parts[0]) == inode and int(parts[1]) >= end
 
     def _append(self, line: bytes) -> tuple[int, int]:
         """Append one record to the journal; the journal's inode and the offset past it."""
@@ -414,6 +451,7 @@ class FileCache:
         # the whole journal (the journal shorter than the offset means "truncated")
         data[JOURNAL] = {"ino": inode, "offset": consumed}
         sig = self._write(data)
+        self._publish_progress(inode, consumed)
         if truncate:
             # a fresh, empty journal (a new inode, so the stored offset cannot apply to
             # it). A record appended to the old one since we read is lost here; its
