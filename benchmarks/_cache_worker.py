@@ -67,7 +67,11 @@ def writes_ours(start: float, cache_dir: str, me: int, n: int) -> dict[str, obje
                 Op(
                     "PPAuthToken",
                     f"{me}-{i}",
-                    {"secret": "x" * 1200, "expires_on": 2e9, "refresh_on": 2e9},
+                    {
+                        "secret": "x" * int(os.environ.get("BENCH_TOKEN_BYTES", "1200")),
+                        "expires_on": 2e9,
+                        "refresh_on": 2e9,
+                    },
                 )
             ]
         )
@@ -87,7 +91,11 @@ def writes_msal_ext(start: float, cache_path: str, me: int, n: int) -> dict[str,
             "client_id": f"client-{me}",
             "scope": [f"https://r{i}/.default"],
             "token_endpoint": "https://login.example/tenant/oauth2/v2.0/token",
-            "response": {"access_token": "x" * 1200, "expires_in": 3600, "token_type": "Bearer"},
+            "response": {
+                "access_token": "x" * int(os.environ.get("BENCH_TOKEN_BYTES", "1200")),
+                "expires_in": 3600,
+                "token_type": "Bearer",
+            },
             "params": {},
             "data": {},
         }
