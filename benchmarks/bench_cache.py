@@ -5,9 +5,9 @@
 3. A fresh process with a warm cache: time to first token, requests to the
    identity provider.
 
-Run: ``python benchmarks/bench_cache.py`` (``BENCH_TOKEN_BYTES=200`` for small entries
-in the write test; default 1200, the size of a real access token) (needs msal-extensions: ``pip install -e
-.[bench]``). Everything runs against the built-in emulator on this machine.
+Run: ``python benchmarks/bench_cache.py`` (needs msal-extensions: ``pip install -e
+.[bench]``); ``BENCH_TOKEN_BYTES=200`` for small entries in the write test (default
+1200, the size of a real access token). Everything runs against the built-in emulator.
 """
 
 from __future__ import annotations
