@@ -59,39 +59,26 @@ def _wait_blocking(fd: int, timeout: float) -> bool:
 @contextlib.contextmanager
 def exclusive(path: str | os.PathLike[str], timeout: float) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created 0600, never deleted)."""
-    if fcntl is None:  # pragma: no cover - Windows
-        from filelock import FileLock, Timeout
+    with _hold(path, timeout) as held:
+        if not held:
+            raise LockTimeout(f"timed out after {timeout} s waiting for {path}")
+        yield
 
-        try:
-            with FileLock(str(path), timeout=timeout, mode=0o600):
-                yield
-        except Timeout:
-            raise LockTimeout(f"timed out after {timeout} s waiting for {path}") from None
-        return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not _wait_blocking(fd, timeout):
-                raise LockTimeout(f"timed out after {timeout} s waiting for {path}") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+
+def try_exclusive(path: str | os.PathLike[str]) -> contextlib.AbstractContextManager[bool]:
+    """Take the lock on ``path`` only if it is free now; yields whether it was taken."""
+    return _hold(path, None)
 
 
 @contextlib.contextmanager
-def try_exclusive(path: str | os.PathLike[str]) -> Iterator[bool]:
-    """Take the lock on ``path`` only if it is free now; yields whether it was taken."""
+def _hold(path: str | os.PathLike[str], timeout: float | None) -> Iterator[bool]:
+    """Yield whether the lock was taken; ``timeout=None`` does not wait at all."""
     if fcntl is None:  # pragma: no cover - Windows
         from filelock import FileLock, Timeout
 
-        lock = FileLock(str(path), timeout=0, mode=0o600)
+        lock = FileLock(str(path), timeout=timeout or 0, mode=0o600)
         try:
-            lock.acquire(blocking=False)
+            lock.acquire(blocking=timeout is not None)
         except Timeout:
             yield False
             return
@@ -105,8 +92,9 @@ def try_exclusive(path: str | os.PathLike[str]) -> Iterator[bool]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
-            return
+            if timeout is None or not _wait_blocking(fd, timeout):
+                yield False
+                return
         try:
             yield True
         finally:

@@ -547,32 +547,23 @@ class FileCache:
 
         return self.directory / "locks" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".lock")
 
-    @contextlib.contextmanager
-    def key_lock(self, key: str, timeout: float) -> Iterator[bool]:
+    def key_lock(self, key: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
         """Hold ``key``'s lock; yields False (holding nothing) when ``timeout`` passed."""
+        return self._held(key, timeout)
+
+    def try_key_lock(self, key: str) -> contextlib.AbstractContextManager[bool]:
+        """Take ``key``'s lock only if free right now."""
+        return self._held(key, 0)
+
+    @contextlib.contextmanager
+    def _held(self, key: str, timeout: float) -> Iterator[bool]:
+        # filelock's polling is fine here: waits are for a token request, tens of ms
         from filelock import Timeout
 
         self.prepare()
         lock = self._lock(self._key_path(key), timeout, KEY_LOCK_POLL)
         try:
-            lock.acquire()
-        except Timeout:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            lock.release()
-
-    @contextlib.contextmanager
-    def try_key_lock(self, key: str) -> Iterator[bool]:
-        """Take ``key``'s lock only if free right now."""
-        from filelock import Timeout
-
-        self.prepare()
-        lock = self._lock(self._key_path(key), 0, KEY_LOCK_POLL)
-        try:
-            lock.acquire(blocking=False)
+            lock.acquire(blocking=timeout > 0)
         except Timeout:
             yield False
             return

@@ -180,7 +180,11 @@ def write(args: argparse.Namespace) -> dict[str, object]:
     started = time.monotonic()
     written = 0
     for i in range(args.n):
-        if args.seconds is not None and time.monotonic() - started > args.seconds:
+        if (
+            args.seconds is not None
+            and time.monotonic() - started > args.seconds
+            and written >= args.min_writes  # on a loaded machine, keep going until then
+        ):
             break
         key, value = f"{args.prefix}-{i}", i  # small: every commit rewrites the file
         ops = [Op(args.section, key, value)]
@@ -212,6 +216,7 @@ def main() -> None:
     p.add_argument("--wait", action="store_true")
     p.add_argument("--twin", action="store_true")
     p.add_argument("--seconds", type=float)
+    p.add_argument("--min-writes", type=int, default=0)
     args = parser.parse_args()
 
     if args.mode == "get":

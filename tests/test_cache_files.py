@@ -721,7 +721,18 @@ def test_readers_never_see_a_torn_or_partial_state(tmp_path, children):
             cache.apply([Op("P", f"{name}-{i}", value), Op("P-twin", f"{name}-{i}", value)])
             i += 1
 
-    kid = children("write", str(directory), "P", "proc", "100000", "--twin", "--seconds", "2")
+    kid = children(
+        "write",
+        str(directory),
+        "P",
+        "proc",
+        "100000",
+        "--twin",
+        "--seconds",
+        "2",
+        "--min-writes",
+        "25",
+    )
     threads = [threading.Thread(target=reader, args=(fresh,)) for fresh in (False, True)]
     threads += [threading.Thread(target=writer, args=(f"t{n}",)) for n in range(2)]
     with cache_warnings() as caught:
