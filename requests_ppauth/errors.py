@@ -23,6 +23,14 @@ AADSTS_HINTS: dict[int, str] = {
     "on-disk cache on) instead of asking again",
     65001: "nobody has consented to this app for this API: an admin must grant consent "
     "(Azure portal > App registrations > API permissions > Grant admin consent)",
+    70020: "the device code expired before anyone signed in with it: sign in again "
+    "(`ppauth login --device-code`) and enter the code within its 15 minutes",
+    70021: "no federated credential of the app matches the token's issuer, subject and "
+    "audience: check the app's federated credentials (audience api://AzureADTokenExchange) "
+    "and the token in AZURE_FEDERATED_TOKEN_FILE",
+    700024: "the client assertion is expired or not yet valid: for a federated token, "
+    "whatever writes AZURE_FEDERATED_TOKEN_FILE (the kubelet, the CI runner) is not "
+    "refreshing it; for a certificate, check this machine's clock",
     90002: "the tenant does not exist in this cloud: check the tenant id and the cloud / "
     "authority host",
     700016: "the app is not registered in that tenant: wrong tenant or cloud? Check "
@@ -34,6 +42,12 @@ AADSTS_HINTS: dict[int, str] = {
     "'Allow public client flows' for username/password",
     7000222: "the client secret has expired: create a new one in the app registration "
     "(Certificates & secrets)",
+}
+
+# The same, by OAuth error, for errors whose AADSTS code says less than the error.
+ERROR_HINTS: dict[str, str] = {
+    "authorization_declined": "the device sign-in was declined at the browser: sign in "
+    "again (`ppauth login --device-code`) and approve it",
 }
 
 
@@ -135,6 +149,7 @@ class TokenAcquisitionError(PPAuthError):
         """Build from an msal result dict (``error``, ``error_description``, ``error_codes``)."""
         codes = [int(c) for c in result.get("error_codes") or () if str(c).isdigit()]
         hint = next((AADSTS_HINTS[c] for c in codes if c in AADSTS_HINTS), None)
+        hint = hint or ERROR_HINTS.get(str(result.get("error")))
         description = str(result.get("error_description") or "").split(" Trace ID:")[0]
         message = f"{what}: {result.get('error', 'error')}"
         if description:

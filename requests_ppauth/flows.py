@@ -80,13 +80,21 @@ def _stderr_prompt(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def device_code_flow(app: Any, cred: DeviceCode, scope: str) -> dict[str, Any]:
-    """A signed-in account's token (silently), else a device sign-in if a person is there."""
-    accounts = app.get_accounts(username=cred.username) if cred.username else app.get_accounts()
-    if accounts:
-        result = app.acquire_token_silent_with_error([scope], account=accounts[0])
-        if result and "access_token" in result:
-            return dict(result)
+def device_code_flow(
+    app: Any, cred: DeviceCode, scope: str, *, silent: bool = True
+) -> dict[str, Any]:
+    """A signed-in account's token (silently), else a device sign-in if a person is there.
+
+    ``silent=False`` skips the signed-in accounts: a new sign-in (``ppauth login``).
+    """
+    if silent:
+        accounts = app.get_accounts(username=cred.username) if cred.username else app.get_accounts()
+        # msal lists every account in the cache, other clients' too: the first one that
+        # has a refresh token of this client answers
+        for account in accounts:
+            result = app.acquire_token_silent_with_error([scope], account=account)
+            if result and "access_token" in result:
+                return dict(result)
     prompt = cred.prompt
     if prompt is None:
         if not sys.stderr.isatty():

@@ -16,13 +16,13 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from requests_ppauth._http import IdentityHttpClient
-from requests_ppauth.cache import CacheBackend
+from requests_ppauth.cache import OUR_SECTION, CacheBackend, Op
 from requests_ppauth.certificates import parse_certificate
 from requests_ppauth.credentials import (
     ClientCertificate,
@@ -62,6 +62,9 @@ SAFETY = 5.0
 PEER_WAIT = 1.0
 # How long a process waits for another's token request before making its own.
 LOCK_TIMEOUT = 30.0
+# msal's sections of the shared cache that a sign-out edits
+ACCESS_TOKENS = "AccessToken"
+REFRESH_TOKENS = "RefreshToken"
 RETRYABLE_ERRORS = frozenset({"temporarily_unavailable", "server_error", "network_error"})
 
 
@@ -396,6 +399,122 @@ class TokenProvider:
                     exc,
                 )
 
+    # -- people signing in and out -------------------------------------------------
+    def sign_in(self, scope: str) -> AccessToken:
+        """Run a device code sign-in now, even when an account is signed in already
+        (``ppauth login --device-code``), and share its result like any token: the
+        account and its refresh token go to the shared cache, for later processes.
+
+        The credential must be a :class:`DeviceCode`; its ``prompt`` shows the code.
+        """
+        cred = self.credential
+        if not isinstance(cred, DeviceCode):
+            raise ConfigurationError(
+                f"a device code sign-in needs a DeviceCode credential, not {cred.kind} "
+                f"(source {cred.source})"
+            )
+        with self._lock_for(scope):
+            key = self.key(scope) if self._shared is not None else None
+            token = self._acquire(scope, key, interactive=True)
+            self.tokens[scope] = token
+            return token
+
+    def sign_out(self) -> list[str]:
+        """Forget this credential's sign-ins, here and in the shared cache.
+
+        Removes its accounts with their refresh and access tokens (msal's
+        ``remove_account``; with a ``username``, only that account, otherwise every
+        account holding a refresh token of this client; an account another app is
+        signed in with too keeps its record, losing only this app's tokens), this
+        client's app-only tokens in msal's cache, and our cached tokens for this
+        client, authority and user. Returns the usernames of the accounts removed.
+        The next token needs a new sign-in (for a person) or a new request (for an app).
+        """
+        cred = self.credential
+        self.tokens.clear()
+        shared = self._shared
+        if shared is None:  # msal's in-memory cache holds this credential's tokens only
+            app = self._app
+            if app is None:
+                return []
+            users = self._remove_accounts(app, cred)
+            if cred.user is None and hasattr(app, "remove_tokens_for_client"):
+                app.remove_tokens_for_client()  # a confidential client's app-only tokens
+            elif not hasattr(app, "get_accounts"):
+                self._app = None  # a managed identity: a new client starts empty
+            return users
+        with shared.lock:
+            backend = shared.backend
+            removed: list[str] = []
+            if self._holds_refresh_tokens(backend.read(), cred):
+                app = self._msal_app()  # only now: building it asks the authority (discovery)
+                shared.load_into(app.token_cache)
+                removed = self._remove_accounts(app, cred)
+                shared.store(app.token_cache)
+            ops = self._sign_out_ops(backend.read(), cred)
+            if ops:
+                backend.apply(ops)
+        return removed
+
+    @staticmethod
+    def _holds_refresh_tokens(state: Mapping[str, Any], cred: Credential) -> bool:
+        section = state.get(REFRESH_TOKENS, {})
+        return any(
+            isinstance(v, dict) and str(v.get("client_id", "")).lower() == cred.client_id.lower()
+            for v in section.values()
+        )
+
+    @staticmethod
+    def _remove_accounts(app: Any, cred: Credential) -> list[str]:
+        if not hasattr(app, "get_accounts"):  # a managed identity has no accounts
+            return []
+        cache = app.token_cache
+        kinds = cache.CredentialType
+        client = cred.client_id.lower()
+        removed = []
+        for account in app.get_accounts(username=cred.user) if cred.user else app.get_accounts():
+            owned = {"home_account_id": account["home_account_id"]}
+            rts = list(cache.search(kinds.REFRESH_TOKEN, query=owned))
+            mine = [rt for rt in rts if str(rt.get("client_id", "")).lower() == client]
+            if not mine:
+                continue  # another app's sign-in
+            if len(mine) == len(rts):
+                app.remove_account(account)  # msal's sign-out: no other app uses the account
+            else:
+                # the account stays for the other apps signed in with it; this app's
+                # refresh and access tokens go
+                for rt in mine:
+                    cache.remove_rt(rt)
+                for at in list(cache.search(kinds.ACCESS_TOKEN, query=owned)):
+                    if str(at.get("client_id", "")).lower() == client:
+                        cache.remove_at(at)
+            removed.append(str(account.get("username") or account["home_account_id"]))
+        return removed
+
+    def _sign_out_ops(self, state: Mapping[str, Any], cred: Credential) -> list[Op]:
+        """Deletions of our cached tokens for this credential (and, for an app, msal's)."""
+        authority = self._authority(cred).lower()
+        client = cred.client_id.lower()
+        user = (cred.user or "").lower()
+        ops = [
+            Op(OUR_SECTION, k, None)
+            for k, v in state.get(OUR_SECTION, {}).items()
+            if isinstance(v, dict)
+            and str(v.get("client_id") or "").lower() == client
+            and str(v.get("authority") or "").lower() == authority
+            and (not user or str(v.get("user") or "").lower() == user)
+        ]
+        if cred.user is None and client and not isinstance(cred, DeviceCode):
+            # an app's tokens (no account): msal would otherwise answer from its copy
+            ops += [
+                Op(ACCESS_TOKENS, k, None)
+                for k, v in state.get(ACCESS_TOKENS, {}).items()
+                if isinstance(v, dict)
+                and str(v.get("client_id") or "").lower() == client
+                and not v.get("home_account_id")
+            ]
+        return ops
+
     def _forget_in_msal(self, token: str) -> None:
         app = self._app
         if app is None:
@@ -405,18 +524,26 @@ class TokenProvider:
             if item.get("secret") == token:
                 cache.remove_at(item)
 
-    def _acquire(self, scope: str, key: str | None = None) -> AccessToken:
+    def _acquire(
+        self, scope: str, key: str | None = None, *, interactive: bool = False
+    ) -> AccessToken:
         if self._shared is None:
-            return self._acquire_unlocked(scope)
+            return self._acquire_unlocked(scope, interactive=interactive)
         shared = self._shared
         with shared.lock:  # msal's cache object is swapped under this lock
-            token = self._acquire_unlocked(scope, lambda app: shared.load_into(app.token_cache))
+            token = self._acquire_unlocked(
+                scope, lambda app: shared.load_into(app.token_cache), interactive=interactive
+            )
             if key is not None:
                 self._store(key, token, with_msal=True)
             return token
 
     def _acquire_unlocked(
-        self, scope: str, prepare: Callable[[Any], None] | None = None
+        self,
+        scope: str,
+        prepare: Callable[[Any], None] | None = None,
+        *,
+        interactive: bool = False,
     ) -> AccessToken:
         import requests
 
@@ -429,7 +556,7 @@ class TokenProvider:
             if isinstance(cred, UsernamePassword):
                 result = self._ropc(app, cred, scope)
             elif isinstance(cred, DeviceCode):
-                result = device_code_flow(app, cred, scope)
+                result = device_code_flow(app, cred, scope, silent=not interactive)
             elif isinstance(cred, ManagedIdentity):
                 result = app.acquire_token_for_client(resource=scope_to_resource(scope))
             else:

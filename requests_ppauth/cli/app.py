@@ -18,6 +18,7 @@ from requests_ppauth.cli import (
     demo,
     doctor,
     emulator_cmd,
+    login_cmds,
     logs,
     profile_cmds,
     register_app,
@@ -30,6 +31,7 @@ from requests_ppauth.clouds import CLOUDS, get_cloud
 
 COMMANDS = (
     token_cmds,
+    login_cmds,
     request_cmd,
     sources_cmd,
     profile_cmds,
@@ -43,7 +45,8 @@ EPILOG = """\
 Start here: `ppauth demo` runs 8 processes x 50 API calls against the built-in emulator
 and shows that they share one token. `ppauth doctor` checks a real setup.
 Credentials come from PPAUTH_* / AZURE_* variables or the config file (PPAUTH_CONFIG);
-`ppauth sources` shows which source answers and why the others passed."""
+`ppauth sources` shows which source answers and why the others passed.
+A person signs in once with `ppauth login --device-code`; `ppauth logout` signs out."""
 
 
 class Parser(argparse.ArgumentParser):

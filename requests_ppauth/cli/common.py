@@ -18,6 +18,7 @@ from requests_ppauth.auth import PowerPlatformAuth
 from requests_ppauth.cli.failures import CLIError, UsageError
 from requests_ppauth.clouds import get_cloud
 from requests_ppauth.config import Profile, load_profile
+from requests_ppauth.credentials import Credential
 
 
 def profile_name(args: argparse.Namespace) -> str:
@@ -46,8 +47,10 @@ def build_auth(
     scope: str | None = None,
     hosts: dict[str, str] | None = None,
     cache: bool = True,
+    credential: Credential | None = None,
 ) -> PowerPlatformAuth:
-    """A :class:`PowerPlatformAuth` configured from the global options.
+    """A :class:`PowerPlatformAuth` configured from the global options (and
+    ``credential`` instead of the sources', when given).
 
     ``--allow-host`` replaces the default allow-list (as ``allowed_hosts=`` does);
     hosts given a scope with ``--host-scope`` stay allowed.
@@ -63,6 +66,7 @@ def build_auth(
         authority_host=args.authority_host,
         verify=args.ca_bundle or None,
         cache=cache,
+        credential=credential,
     )
 
 

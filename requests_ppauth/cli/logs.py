@@ -1,8 +1,9 @@
 """Logging and warnings for the command: quiet by default, DEBUG with ``--verbose``.
 
 The library never logs a secret; this handler redacts anyway (tokens, bearer headers,
-``secret=``/``password=`` fields, and the secret values of the ``PPAUTH_``/``AZURE_``
-variables), because ``--verbose`` also turns on msal's and urllib3's loggers.
+``secret=``/``password=``/``device_code=`` fields, and the secret values of the
+``PPAUTH_``/``AZURE_`` variables), because ``--verbose`` also turns on msal's and
+urllib3's loggers.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ from typing import TextIO
 REDACTED = "[redacted]"
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
-_NAMES = r"client_secret|password|access_token|refresh_token|id_token|client_assertion"
+# device_code: whoever holds it collects the tokens of the sign-in it started
+_NAMES = r"client_secret|password|access_token|refresh_token|id_token|client_assertion|device_code"
 _FORM_FIELD = re.compile(rf"(?i)\b((?:{_NAMES})=)[^&\s]+")
 _JSON_FIELD = re.compile(rf'(?i)("(?:{_NAMES}|secret)"\s*:\s*")[^"]*')
 _SECRET_VARIABLES = ("CLIENT_SECRET", "PASSWORD", "CLIENT_CERTIFICATE_PASSWORD")
+# msal's token cache logs each grant's request data: the device (or authorization) code
+# under "code". Only msal's records: elsewhere "code" is an API's harmless error code.
+_MSAL_CODE = re.compile(r'("code"\s*:\s*")[^"]*')
 
 
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
@@ -50,7 +55,10 @@ class RedactingFilter(logging.Filter):
         self.secrets = _environment_secrets()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage(), self.secrets)
+        text = redact(record.getMessage(), self.secrets)
+        if record.name.startswith("msal"):
+            text = _MSAL_CODE.sub(r"\1" + REDACTED, text)
+        record.msg = text
         record.args = None
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))

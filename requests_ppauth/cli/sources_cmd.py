@@ -15,7 +15,7 @@ from typing import Any
 
 from requests_ppauth.cli import common
 from requests_ppauth.cli.failures import CLIError, describe
-from requests_ppauth.credentials import Credential
+from requests_ppauth.credentials import Credential, ManagedIdentity
 from requests_ppauth.errors import PPAuthError
 from requests_ppauth.plugins import DISABLE_VAR, get_plugins
 from requests_ppauth.source_api import SourceRequest
@@ -36,13 +36,21 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def credential_summary(cred: Credential) -> dict[str, Any]:
     """What a credential may show: never its secret."""
-    return {
+    summary = {
         "kind": cred.kind,
         "client_id": cred.client_id,
         "tenant_id": cred.tenant_id,
         "user": cred.user,
         "authority_host": cred.authority_host,
     }
+    if isinstance(cred, ManagedIdentity):  # which identity: its client id may be empty
+        summary["identity"] = (
+            cred.client_id
+            or (f"object_id:{cred.object_id}" if cred.object_id else None)
+            or cred.resource_id
+            or "system"
+        )
+    return summary
 
 
 def ask_sources(args: argparse.Namespace) -> dict[str, Any]:
@@ -145,13 +153,16 @@ def _print(report: dict[str, Any]) -> None:
     if report["blocked"]:
         out.write(f" (blocked by {DISABLE_VAR}: {', '.join(report['blocked'])})")
     out.write(f"\nsources, in the order they are asked ({report['order']}):\n")
+    width = max((len(row["name"]) for row in report["sources"]), default=0)
     for i, row in enumerate(report["sources"], 1):
-        head = f"  {i}. {row['name']:<10} priority {row['priority']:<4} "
+        head = f"  {i}. {row['name']:<{max(width, 10)}} priority {row['priority']:<4} "
         status = row["status"]
         if status in ("answers", "shadowed"):
             c = row["credential"]
             who = f"user {c['user']}" if c["user"] else f"tenant {c['tenant_id']}"
             text = f"{c['kind']} for client {c['client_id']}, {who}"
+            if c.get("identity"):
+                text = f"{c['kind']} {c['identity']}"
             if status == "answers":
                 out.write(f"{head}ANSWERS: {text}\n")
             else:

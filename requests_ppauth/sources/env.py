@@ -8,7 +8,7 @@ names are read, so one app's id is never paired with another app's secret.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from requests_ppauth.credentials import (
     ClientCertificate,
@@ -58,6 +58,15 @@ class EnvSource:
         if not client_id:
             set_names = ", ".join(p + f for f in FIELDS if values[f])
             raise SourceError(self.name, f"{set_names} set but {p}CLIENT_ID is not")
+        if (
+            p == "AZURE_"
+            and not any(values[f] for f in FIELDS if f not in ("CLIENT_ID", "TENANT_ID"))
+            and _managed_identity_announced(env)
+        ):
+            # azure-identity's convention: on a host with a managed identity endpoint,
+            # AZURE_CLIENT_ID alone picks a user-assigned identity (managed_identity source)
+            request.note("AZURE_CLIENT_ID selects the managed identity announced by the host")
+            return None
         if secret or cert_path:
             if not tenant:
                 raise SourceError(
@@ -115,6 +124,16 @@ class EnvSource:
             f"{p}CLIENT_ID is set but none of {p}CLIENT_SECRET, {p}CLIENT_CERTIFICATE_PATH, "
             f"{p}FEDERATED_TOKEN_FILE or {p}USERNAME + {p}PASSWORD",
         )
+
+
+def _managed_identity_announced(env: Mapping[str, str]) -> bool:
+    """Whether the host announces (or the user chose) a managed identity, as the
+    ``managed_identity`` source sees it."""
+    return bool(
+        (env.get("IDENTITY_ENDPOINT") and env.get("IDENTITY_HEADER"))
+        or env.get("AZURE_POD_IDENTITY_AUTHORITY_HOST")
+        or env.get("PPAUTH_MANAGED_IDENTITY")
+    )
 
 
 def _text(value: object) -> str:

@@ -39,14 +39,13 @@ class FileSource:
         if not s:
             request.note(f"no [profiles.{request.profile}] in {request.config_path}")
             return None
-        if not any(
+        if not s.get("device_code") and not any(  # device_code = false is no credential
             k in s
             for k in (
                 "client_secret",
                 "certificate_path",
                 "username",
                 "password",
-                "device_code",
                 "federated_token_file",
             )
         ):
