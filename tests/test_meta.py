@@ -38,3 +38,12 @@ def test_code_is_clean(argv):
     cmd = [str(tool), *argv[1:]] if tool.exists() else [sys.executable, "-m", *argv]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_readme_emulator_example_runs():
+    """The README's "Testing your code without a tenant" example is real code."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Testing your code without a tenant", 1)[1]
+    code = re.search(r"```python\n(.+?)\n```", section, re.S)
+    assert code, "the section lost its example"
+    exec(compile(code.group(1), "README.md", "exec"), {})  # noqa: S102 - our own README
