@@ -40,6 +40,7 @@ _OPTIONS = (
     "cache",
 )
 _instances: weakref.WeakSet[PowerPlatformAuth] = weakref.WeakSet()
+ROUTE_MEMO = 1024  # distinct origins remembered per auth object
 
 
 def _after_fork() -> None:
@@ -109,6 +110,7 @@ class PowerPlatformAuth(AuthBase):
         self._provider: TokenProvider | None = None
         self._routes: dict[str, str] = {}
         self._settled: dict[str, Any] | None = None
+        self._on_response = self._handle_401  # one bound method, not one per request
         _instances.add(self)
 
     # -- pickling: options travel, runtime state is rebuilt -------------------------
@@ -258,13 +260,16 @@ class PowerPlatformAuth(AuthBase):
         return str(scope)
 
     def _route(self, url: str) -> str:
-        # "https://host:port/path" -> "https://host:port": cheaper than urlsplit per call
-        head = url.split("/", 3)
-        key = "/".join(head[:3])
+        # "https://user@host:port/path" -> "https://user@host:port" by one find: prepared
+        # URLs always have a path, and the scheme takes 7 or 8 characters. The key keeps
+        # any userinfo, so "https://api.powerplatform.com@evil.com" is a key of its own.
+        cut = url.find("/", 8)
+        key = url if cut < 0 else url[:cut]
         scope = self._routes.get(key)
         if scope is None:
             scope = self.scope_for_url(url)
-            self._routes[key] = scope
+            if len(self._routes) < ROUTE_MEMO:
+                self._routes[key] = scope
         return scope
 
     # -- requests' AuthBase ----------------------------------------------------------------
@@ -282,7 +287,8 @@ class PowerPlatformAuth(AuthBase):
                 r._ppauth_body_pos = body.tell()  # type: ignore[attr-defined]
             except OSError:
                 r._ppauth_body_pos = None  # type: ignore[attr-defined]
-        r.register_hook("response", self._handle_401)  # type: ignore[no-untyped-call]
+        # register_hook's isinstance(hook, Callable) costs more than the rest of this method
+        r.hooks["response"].append(self._on_response)
         return r
 
     def _handle_401(self, r: Response, **kwargs: Any) -> Response:
