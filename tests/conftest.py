@@ -42,3 +42,21 @@ def _isolated(ppauth_env: PPAuthEnv) -> Iterator[PPAuthEnv]:
     reset_plugins()
     yield ppauth_env
     reset_plugins()
+
+
+@pytest.fixture
+def children():
+    """Start cache worker processes with ``children(*args)`` (see tests/_cache_worker.py);
+    every one still running is killed at the end."""
+    from tests._cache_worker import Child
+
+    started: list[Child] = []
+
+    def start(*args: str, umask: int = -1) -> Child:
+        child = Child(*args, umask=umask)
+        started.append(child)
+        return child
+
+    yield start
+    for child in started:
+        child.close()

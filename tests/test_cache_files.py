@@ -39,7 +39,7 @@ from requests_ppauth.cache import (
 )
 from requests_ppauth.plugins import PluginRegistrationError, Plugins, get_plugins
 from requests_ppauth.shared_cache import _entry_id
-from tests._cache_worker import BAP_PATH, SCOPE, Child, digest
+from tests._cache_worker import BAP_PATH, SCOPE, digest
 
 TRUNCATED = json.dumps(
     {OUR_SECTION: {"k": {"secret": "x" * 40, "expires_on": 2e9, "refresh_on": 2e9}}}
@@ -53,21 +53,6 @@ UNUSABLE = {
     "json-scalar-values": b'{"AccessToken": {}, "PPAuthToken": ["not", "a", "dict"]}',
     "json-string": b'"tokens"',
 }
-
-
-@pytest.fixture
-def children():
-    """Start workers with ``children(*args)``; every one still running is killed at the end."""
-    started: list[Child] = []
-
-    def start(*args: str, umask: int = -1) -> Child:
-        child = Child(*args, umask=umask)
-        started.append(child)
-        return child
-
-    yield start
-    for child in started:
-        child.close()
 
 
 def auth_for(emu, **options: Any) -> PowerPlatformAuth:

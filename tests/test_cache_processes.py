@@ -32,21 +32,6 @@ from tests._cache_worker import BAP_PATH, SCOPE, Child, digest
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def children():
-    """Start workers with ``children(*args)``; every one still running is killed at the end."""
-    started: list[Child] = []
-
-    def start(*args: str, umask: int = -1) -> Child:
-        child = Child(*args, umask=umask)
-        started.append(child)
-        return child
-
-    yield start
-    for child in started:
-        child.close()
-
-
 def auth_for(emu) -> PowerPlatformAuth:
     """PowerPlatformAuth configured by the environment (use_emulator), as the children use it."""
     return PowerPlatformAuth(hosts={emu.api_url.split("//")[1]: SCOPE})

@@ -13,7 +13,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -151,24 +151,6 @@ def assert_entra_error(result: dict[str, Any], error: str, code: int) -> None:
     assert "access_token" not in result
     uuid.UUID(result["correlation_id"])
     uuid.UUID(result["trace_id"])
-
-
-@pytest.fixture(scope="module")
-def _module_emulator() -> Iterator[Emulator]:
-    with Emulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def emu(_module_emulator: Emulator) -> Emulator:
-    """One emulator for this module, its request log emptied for each test.
-
-    Tests taking ``emu`` only add apps and users; those that change the token policy
-    or add tenants take a fresh ``ppauth_emulator`` instead. (Stopping an emulator
-    costs ~0.2 s, more than most tests here.)
-    """
-    _module_emulator.reset_counts()
-    return _module_emulator
 
 
 # -- through msal -------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,24 +35,6 @@ POWERAPPS_SCOPE = "https://service.powerapps.com//.default"
 POWERAPPS_AUD = "https://service.powerapps.com/"
 GLOBAL_ADMIN = "62e90394-69f5-4237-9190-012177145e10"
 SNI_SUBJECT = "ppauth-sni.contoso.example"
-
-
-@pytest.fixture(scope="module")
-def _module_emulator() -> Iterator[Emulator]:
-    with Emulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def emu(_module_emulator: Emulator) -> Emulator:
-    """One emulator for this module, its request log emptied for each test.
-
-    Tests taking ``emu`` only add apps and users; those that change the token policy
-    or add tenants take a fresh ``ppauth_emulator`` instead. (Stopping an emulator
-    costs ~0.2 s, more than most tests here.)
-    """
-    _module_emulator.reset_counts()
-    return _module_emulator
 
 
 # -- helpers -------------------------------------------------------------------------
