@@ -1,4 +1,4 @@
-"""A kernel-blocking ``flock`` with a timeout, for the cache file's write lock.
+"""A kernel-blocking ``flock`` with a timeout, for the cache's log lock.
 
 filelock waits by polling (``LOCK_NB`` and sleep). Measured here with 16 processes
 committing to one cache file: p99 2.1 s, max 3.3 s, because pollers sleep through
@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 
-def _wait_blocking(fd: int, timeout: float) -> bool:
+def _wait_blocking(fd: int, timeout: float, op: int) -> bool:
     """Block in the kernel for the lock on ``fd``'s open file description."""
     helper_fd = os.dup(fd)  # same open file description: the lock is shared with fd
     got = threading.Event()
@@ -37,7 +37,7 @@ def _wait_blocking(fd: int, timeout: float) -> bool:
 
     def wait() -> None:
         try:
-            fcntl.flock(helper_fd, fcntl.LOCK_EX)
+            fcntl.flock(helper_fd, op)
             with guard:
                 if state["abandoned"]:
                     fcntl.flock(helper_fd, fcntl.LOCK_UN)
@@ -65,15 +65,27 @@ def exclusive(path: str | os.PathLike[str], timeout: float) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def shared(path: str | os.PathLike[str], timeout: float) -> Iterator[None]:
+    """Hold a shared lock on ``path``: any number of holders, none while an exclusive
+    one is held. Appenders to the cache's log share it; swapping the log excludes them."""
+    with _hold(path, timeout, share=True) as held:
+        if not held:
+            raise LockTimeout(f"timed out after {timeout} s waiting for {path}")
+        yield
+
+
 def try_exclusive(path: str | os.PathLike[str]) -> contextlib.AbstractContextManager[bool]:
     """Take the lock on ``path`` only if it is free now; yields whether it was taken."""
     return _hold(path, None)
 
 
 @contextlib.contextmanager
-def _hold(path: str | os.PathLike[str], timeout: float | None) -> Iterator[bool]:
+def _hold(
+    path: str | os.PathLike[str], timeout: float | None, *, share: bool = False
+) -> Iterator[bool]:
     """Yield whether the lock was taken; ``timeout=None`` does not wait at all."""
-    if fcntl is None:  # pragma: no cover - Windows
+    if fcntl is None:  # pragma: no cover - Windows: filelock has no shared mode
         from filelock import FileLock, Timeout
 
         lock = FileLock(str(path), timeout=timeout or 0, mode=0o600)
@@ -88,11 +100,12 @@ def _hold(path: str | os.PathLike[str], timeout: float | None) -> Iterator[bool]
             lock.release()
         return
     fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    op = fcntl.LOCK_SH if share else fcntl.LOCK_EX
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, op | fcntl.LOCK_NB)
         except BlockingIOError:
-            if timeout is None or not _wait_blocking(fd, timeout):
+            if timeout is None or not _wait_blocking(fd, timeout, op):
                 yield False
                 return
         try:

@@ -29,7 +29,6 @@ from requests_ppauth import CacheError, ClientSecret, PowerPlatformAuth, hookimp
 from requests_ppauth import plugins as plugins_module
 from requests_ppauth.cache import (
     CACHE_FILE,
-    JOURNAL_MAX,
     OUR_SECTION,
     CacheBackend,
     CacheWarning,
@@ -39,6 +38,7 @@ from requests_ppauth.cache import (
 )
 from requests_ppauth.plugins import PluginRegistrationError, Plugins, get_plugins
 from requests_ppauth.shared_cache import _entry_id
+from tests._cache_state import load
 from tests._cache_worker import BAP_PATH, SCOPE, digest
 
 TRUNCATED = json.dumps(
@@ -75,13 +75,6 @@ def write_file(path: Path, content: bytes, mode: int = 0o600) -> None:
     with os.fdopen(fd, "wb") as fh:
         fh.write(content)
     os.chmod(path, mode)
-
-
-def load(directory: Path) -> dict[str, Any]:
-    """The cache file as JSON, read without the library."""
-    data = json.loads((directory / CACHE_FILE).read_bytes())
-    assert isinstance(data, dict)
-    return data
 
 
 def mode_of(path: Path) -> int:
@@ -166,9 +159,13 @@ def test_after_an_unusable_file_a_token_is_fetched_and_stored_normally(
 # -- unsafe files and directories ---------------------------------------------------------
 
 
+CACHE_FILES = pytest.mark.parametrize("name", [CACHE_FILE, CACHE_FILE + ".log"])
+
+
+@CACHE_FILES
 @pytest.mark.parametrize("target_exists", [True, False], ids=["link", "dangling-link"])
 def test_symlinked_cache_file_is_refused_and_its_target_left_alone(
-    ppauth_emulator, ppauth_env, target_exists
+    ppauth_emulator, ppauth_env, target_exists, name
 ):
     emu = ppauth_emulator
     ppauth_env.use_emulator(emu, "secret")
@@ -178,7 +175,8 @@ def test_symlinked_cache_file_is_refused_and_its_target_left_alone(
     if target_exists:
         write_file(target, b'{"AccessToken": {}}')
         before = (target.read_bytes(), os.stat(target).st_mtime_ns, os.stat(target).st_ino)
-    link = directory / CACHE_FILE
+    link = directory / name
+    link.unlink()
     link.symlink_to(target)
 
     with pytest.raises(CacheError, match="symbolic link") as read_error:
@@ -198,10 +196,11 @@ def test_symlinked_cache_file_is_refused_and_its_target_left_alone(
         assert not target.exists()
 
 
-def test_cache_file_of_another_user_is_refused(ppauth_env):
+@CACHE_FILES
+def test_cache_file_of_another_user_is_refused(ppauth_env, name):
     directory = ppauth_env.cache_dir
     FileCache(directory).prepare()
-    path = directory / CACHE_FILE
+    path = directory / name
     write_file(path, b"{}")
     os.chown(path, 4242, -1)
 
@@ -224,11 +223,12 @@ def test_cache_directory_of_another_user_is_refused(ppauth_env):
     assert list(directory.iterdir()) == []
 
 
+@CACHE_FILES
 @pytest.mark.parametrize("mode", [0o644, 0o660, 0o604], ids=oct)
-def test_cache_file_readable_by_others_is_refused_with_chmod_600(ppauth_env, mode):
+def test_cache_file_readable_by_others_is_refused_with_chmod_600(ppauth_env, mode, name):
     directory = ppauth_env.cache_dir
     FileCache(directory).prepare()
-    path = directory / CACHE_FILE
+    path = directory / name
     write_file(path, b"{}", mode)
 
     with pytest.raises(CacheError, match=rf"chmod 600 {path}") as error:
@@ -268,7 +268,7 @@ def test_a_missing_cache_directory_is_created_0700_with_files_0600(
     assert result["status"] == 200
     made = sorted(directory.rglob("*"))
     names = {p.relative_to(directory).as_posix() for p in made}
-    assert {CACHE_FILE, CACHE_FILE + ".lock", CACHE_FILE + ".journal", "locks"} <= names
+    assert {CACHE_FILE, CACHE_FILE + ".lock", CACHE_FILE + ".log", "locks"} <= names
     assert any(n.startswith("locks/") and n.endswith(".lock") for n in names), names
     assert mode_of(directory) == 0o700
     wrong = {
@@ -321,71 +321,6 @@ def test_concurrent_writers_of_different_keys_keep_every_entry(tmp_path, childre
     section = load(directory)["W"]
     assert sorted(set(expected) - set(section)) == []
     assert section == expected
-
-
-class TruncatingCommitter(FileCache):
-    """A real file cache with two pauses in its commit, under the file lock: while it
-    writes (it has read the journal already), and after it has truncated the journal."""
-
-    def __init__(self, directory: Path, while_writing, after_commit) -> None:
-        super().__init__(directory)
-        self.while_writing = while_writing
-        self.after_commit = after_commit
-
-    def _write(self, data: dict[str, Any]) -> tuple[int, int, int]:
-        hook, self.while_writing = self.while_writing, None
-        if hook is not None:
-            hook()
-        return super()._write(data)
-
-    def _commit(self, record_id: str, ops: Sequence[Op]) -> None:
-        super()._commit(record_id, ops)
-        hook, self.after_commit = self.after_commit, None
-        if hook is not None:
-            hook(self)
-
-
-def test_a_record_appended_while_the_journal_is_truncated_is_still_group_committed(tmp_path):
-    directory = tmp_path / "cache"
-    journal = directory / (CACHE_FILE + ".journal")
-    big = "x" * (JOURNAL_MAX + 1024)  # committing this record truncates the journal
-    late_key = b'"appended-during-truncation"'
-    late = FileCache(directory)
-    late_done = threading.Event()
-    seen: dict[str, Any] = {}
-
-    def late_writer() -> None:
-        late.apply([Op("W", "appended-during-truncation", {"late": True})])
-        late_done.set()
-
-    def while_writing() -> None:
-        # the committer has read the journal; now another writer appends its record
-        threading.Thread(target=late_writer, daemon=True).start()
-        deadline = time.monotonic() + 10
-        while late_key not in journal.read_bytes() and time.monotonic() < deadline:
-            time.sleep(0.001)
-        assert late_key in journal.read_bytes()
-
-    def after_commit(committer: FileCache) -> None:
-        # the truncation dropped the late record; we still hold the lock, so its writer
-        # cannot commit it: the next group commit must find it in the journal anyway
-        deadline = time.monotonic() + 3
-        while late_key not in journal.read_bytes() and time.monotonic() < deadline:
-            time.sleep(0.005)
-        seen["waiting"] = not late_done.is_set()
-        seen["before"] = set(load(directory)["W"])
-        FileCache._commit(committer, "next-group-commit", [Op("W", "next", {"n": 1})])
-        seen["after"] = set(load(directory)["W"])
-
-    committer = TruncatingCommitter(directory, while_writing, after_commit)
-    committer.apply([Op("W", "big", {"pad": big})])
-    assert late_done.wait(15)
-
-    assert seen["waiting"] is True  # under our lock, its writer could not commit it itself
-    assert seen["before"] == {"big"}
-    assert seen["after"] == {"big", "next", "appended-during-truncation"}
-    assert load(directory)["W"]["appended-during-truncation"] == {"late": True}
-    assert journal.stat().st_size < JOURNAL_MAX
 
 
 @pytest.mark.parametrize("where", ["process", "thread"])
@@ -505,7 +440,7 @@ def test_a_fetched_token_is_used_even_when_storing_it_fails(ppauth_emulator, ppa
     assert any("could not store the token" in rec.getMessage() for rec in warned), caplog.text
     assert any(str(directory) in rec.getMessage() for rec in warned)
     assert sent_token(r) not in caplog.text
-    assert not (directory / CACHE_FILE).exists()
+    assert load(directory) == {}  # an empty cache, started when first used: no token
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:

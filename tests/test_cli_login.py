@@ -15,6 +15,7 @@ import threading
 import pytest
 import requests
 
+from tests._cache_state import load, on_disk
 from tests.test_cli import (
     APPS_SCOPE,
     BAP_ENVIRONMENTS,
@@ -94,7 +95,7 @@ def test_login_then_token_whoami_logout(emu, ppauth_env):
     assert f"{emu.authority_host}/devicelogin" in proc.stderr and "Waiting" in proc.stderr
     assert "note:" not in proc.stderr  # the profile says device_code = true
     assert emu.count("devicecode") == 1
-    state = json.loads((ppauth_env.cache_dir / "tokens.json").read_text())
+    state = load(ppauth_env.cache_dir)
     assert [v["client_id"] for v in state["RefreshToken"].values()] == [sample.public_client_id]
     for entry in state["AccessToken"].values():
         assert entry["secret"] not in proc.stdout + proc.stderr
@@ -114,9 +115,12 @@ def test_login_then_token_whoami_logout(emu, ppauth_env):
     assert who["source"] == "file"
     assert emu.count("devicecode") == 1
 
+    refresh_tokens = [v["secret"] for v in load(ppauth_env.cache_dir)["RefreshToken"].values()]
     assert f"signed out {sample.username}" in ok(ppauth("logout", "--profile", "admin"))
-    state = json.loads((ppauth_env.cache_dir / "tokens.json").read_text())
+    state = load(ppauth_env.cache_dir)
     assert not state["RefreshToken"] and not state["AccessToken"] and not state["PPAuthToken"]
+    for secret in refresh_tokens:  # gone from every file, the log's old records included
+        assert secret.encode() not in on_disk(ppauth_env.cache_dir)
     line, hint = failed(ppauth("token", "--profile", "admin", "--scope", APPS_SCOPE))
     assert "no signed-in account" in line and "ppauth login --device-code" in hint
     assert emu.count("devicecode") == 1  # no sign-in started without a person to see it
@@ -130,7 +134,7 @@ def test_login_with_the_app_from_the_environment_suggests_the_profile(emu, ppaut
     assert f"signed in as {emu.sample.username}" in ok(proc)
     assert "DEBUG" in proc.stderr
     assert "DC." not in proc.stderr  # the emulator's device codes: they redeem the sign-in
-    state = json.loads((ppauth_env.cache_dir / "tokens.json").read_text())
+    state = load(ppauth_env.cache_dir)
     for section in ("AccessToken", "RefreshToken", "IdToken"):
         for entry in state[section].values():
             assert entry["secret"] not in proc.stderr + proc.stdout

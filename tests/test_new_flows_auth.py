@@ -37,6 +37,7 @@ from requests_ppauth.config import load_profile
 from requests_ppauth.errors import AADSTS_HINTS
 from requests_ppauth.plugins import Plugins, reset_plugins
 from requests_ppauth.testing import Emulator
+from tests._cache_state import load
 
 APPS_SCOPE = "https://service.powerapps.com//.default"
 PP_SCOPE = "https://api.powerplatform.com/.default"
@@ -145,7 +146,7 @@ def test_device_code_waits_for_the_person_then_a_fresh_object_reuses_the_sign_in
     assert grants[-1].status == 200 and grants[-1].grant_type.endswith("device_code")
     assert api_claims(emu)["upn"] == emu.sample.username
     assert emu.device_codes() == []
-    assert "RefreshToken" in json.loads((ppauth_env.cache_dir / "tokens.json").read_text())
+    assert "RefreshToken" in load(ppauth_env.cache_dir)
 
     # a fresh object (as in another process), no prompt, another scope: the refresh token
     emu.reset_counts()
@@ -206,7 +207,7 @@ def test_sign_in_and_sign_out_leave_other_apps_signed_in(ppauth_emulator, ppauth
     emu.reset_counts()
     assert mine.provider.sign_out() == []
     assert emu.counts() == {}  # nothing left to remove, nothing asked of Entra ID
-    state = json.loads((ppauth_env.cache_dir / "tokens.json").read_text())
+    state = load(ppauth_env.cache_dir)
     rt_clients = {v["client_id"] for v in state["RefreshToken"].values()}
     assert rt_clients == {other.client_id}
     assert {v["client_id"] for v in state["PPAuthToken"].values()} == {other.client_id}
