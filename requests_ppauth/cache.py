@@ -640,7 +640,8 @@ class FileCache:
         aside = self._aside_path(self.log_path)
         os.replace(self.log_path, aside)
         self._report(
-            f"token cache log {self.log_path} does not belong to {self.path}; moved it to {aside}"
+            f"token cache log {self.log_path} does not match {self.path} (another "
+            f"cache's log, damaged, or cut short); moved it to {aside}"
         )
 
     def _write_temp(

@@ -186,8 +186,10 @@ def write(args: argparse.Namespace) -> dict[str, object]:
             and written >= args.min_writes  # on a loaded machine, keep going until then
         ):
             break
-        key, value = f"{args.prefix}-{i}", i  # small: every commit rewrites the file
+        key, value = f"{args.prefix}-{i}", i
         ops = [Op(args.section, key, value)]
+        if args.pad:  # bulk that fills the log, in a section of its own
+            ops.append(Op("Pad", key, "x" * args.pad))
         if args.twin:  # the same key in a second section, in the same commit
             ops.append(Op(args.section + "-twin", key, value))
         cache.apply(ops)
@@ -215,6 +217,7 @@ def main() -> None:
     p.add_argument("n", type=int)
     p.add_argument("--wait", action="store_true")
     p.add_argument("--twin", action="store_true")
+    p.add_argument("--pad", type=int, default=0)
     p.add_argument("--seconds", type=float)
     p.add_argument("--min-writes", type=int, default=0)
     args = parser.parse_args()

@@ -9,6 +9,7 @@ process) and started together through a stdin barrier. Nothing is mocked.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -127,7 +128,11 @@ def test_a_fresh_process_with_a_warm_cache_sends_nothing_to_the_identity_provide
 
 def test_16_processes_writing_200_distinct_keys_each_lose_nothing(tmp_path, children):
     directory = tmp_path / "cache"
-    kids = [children("write", str(directory), "W", f"p{n}", "200", "--wait") for n in range(16)]
+    # 3200 writes of ~400 bytes: the log is folded several times while they run
+    kids = [
+        children("write", str(directory), "W", f"p{n}", "200", "--wait", "--pad", "300")
+        for n in range(16)
+    ]
     for kid in kids:
         kid.ready()
     for kid in kids:
@@ -141,6 +146,8 @@ def test_16_processes_writing_200_distinct_keys_each_lose_nothing(tmp_path, chil
     assert not missing, f"{len(missing)} of 3200 entries lost, e.g. {missing[:5]}"
     assert {k: section[k] for k in expected} == expected
     assert len(section) == 3200
+    folded = json.loads((directory / "tokens.json").read_bytes()).get("W", {})
+    assert len(folded) >= 1000, "the log was not compacted while the writers ran"
 
 
 def _killable_writer(directory: Path, report_fd: int, round_no: int) -> None:
