@@ -75,9 +75,17 @@ def parse(raw: bytes) -> tuple[list[Any], int, int]:
     return payloads, end, damaged
 
 
+def pread(fd: int, size: int, offset: int) -> bytes:
+    """``os.pread``, or seek and read where there is none (Windows)."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # pragma: no cover - Windows
+    return os.read(fd, size)  # pragma: no cover
+
+
 def read_header(fd: int) -> tuple[str | None, int]:
     """The id of the log open on ``fd`` and where its records start (None: no header)."""
-    head = os.pread(fd, 256, 0)
+    head = pread(fd, 256, 0)
     payloads, end, _ = parse(head[: head.find(b"\n", 1) + 1])
     if len(payloads) == 1 and isinstance(payloads[0], dict):
         log_id = payloads[0].get(HEADER_KEY)

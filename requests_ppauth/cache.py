@@ -16,7 +16,8 @@ write took 76-81 ms on a 2-core machine (a 500 kB cache). Appending a record and
   Writers share a lock (``flock(LOCK_SH)``) that only a log swap excludes: they do
   not wait for each other. One write per token response, all its changes in it.
 - **The snapshot** ``tokens.json`` holds msal's sections and ours, and names the
-  log and the offset it has folded in. Once the log passes :data:`LOG_MAX`, one
+  log and the offset it has folded in. Once the log is longer than both
+  :data:`LOG_MAX` and the snapshot (so folding costs O(1) per byte logged), one
   writer *compacts*: the new snapshot goes to a temp file (0600), fsync,
   ``os.replace``; then, holding the lock exclusively for a few milliseconds, the
   records after what it folded are carried over into a new log. Readers never see
@@ -73,7 +74,7 @@ LOG_SECTION = "PPAuthLog"  # in the snapshot: {"log": id, "offset": folded up to
 LEGACY_SECTIONS = ("PPAuthCommits", "PPAuthJournal")  # bookkeeping of the 0.x journal
 FILE_LOCK_TIMEOUT = 10.0  # the log lock is held exclusively for milliseconds
 KEY_LOCK_POLL = 0.005
-LOG_MAX = 256 * 1024  # compact once the log is this long
+LOG_MAX = 256 * 1024  # compact once the log is this long (and longer than the snapshot)
 MISMATCH_RETRIES = 5  # a log that is not the snapshot's may be a swap under way
 PRUNE_AFTER = 600.0  # access tokens this long past expiry are dropped on compaction
 _POINTER = re.compile(rb'\{"%s":\{"log":"([0-9a-f]{32})","offset":\d+\}' % LOG_SECTION.encode())
@@ -532,7 +533,7 @@ class FileCache:
             # a removed token (logout, `ppauth cache clear`, a rejected token) must not
             # stay on disk in the log's older records: fold them away now
             self._compact("purge")
-        elif size > LOG_MAX:
+        elif self._too_long(size):
             self._compact("long")
 
     def _is_current(self, fd: int) -> bool:
@@ -551,10 +552,16 @@ class FileCache:
         if snap is None:
             return False
         try:
-            match = _POINTER.match(os.pread(snap, 128, 0))
+            match = _POINTER.match(_wal.pread(snap, 128, 0))
         finally:
             os.close(snap)
         return match is not None and match.group(1).decode() == log_id
+
+    def _too_long(self, log_size: int) -> bool:
+        if log_size <= LOG_MAX:
+            return False
+        snap = _peek(self.path)
+        return snap is None or log_size > snap[1]
 
     def _compact(self, why: str) -> None:
         """Fold the log into a new snapshot and start a new log with what was not folded.
@@ -575,7 +582,7 @@ class FileCache:
                 return  # another process is compacting
             view = self._refresh()  # what others did before we got the lock
             sound = view.live and view.pointer is not None
-            long = view.log_sig is not None and view.log_sig[1] > LOG_MAX
+            long = view.log_sig is not None and self._too_long(view.log_sig[1])
             if sound and (why == "repair" or (why == "long" and not long)):
                 return  # done by someone else meanwhile
             if view.log_path == self._next_path:
