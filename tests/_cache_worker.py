@@ -188,8 +188,8 @@ def write(args: argparse.Namespace) -> dict[str, object]:
             break
         key, value = f"{args.prefix}-{i}", i
         ops = [Op(args.section, key, value)]
-        if args.pad:  # bulk that fills the log, in a section of its own
-            ops.append(Op("Pad", key, "x" * args.pad))
+        if args.pad:  # bulk that fills the log, in 8 slots: the snapshot stays small
+            ops.append(Op("Pad", f"{args.prefix}-{i % 8}", "x" * args.pad))
         if args.twin:  # the same key in a second section, in the same commit
             ops.append(Op(args.section + "-twin", key, value))
         cache.apply(ops)

@@ -611,6 +611,7 @@ def test_readers_never_see_a_torn_or_partial_state(tmp_path, children):
     problems: list[str] = []
     reads = {"long-lived": 0, "fresh": 0}
     states: set[int] = set()
+    logs: set[int] = set()  # log files seen: each fold starts a new one
 
     def check(state: Mapping[str, Any], seen: set[str], who: str) -> None:
         keys = set(state.get("P", {}))
@@ -629,6 +630,8 @@ def test_readers_never_see_a_torn_or_partial_state(tmp_path, children):
             try:
                 state = (FileCache(directory) if fresh else cache).read()
                 check(state, seen, who)
+                with contextlib.suppress(FileNotFoundError):
+                    logs.add(os.stat(directory / (CACHE_FILE + ".log")).st_ino)
             except Exception as exc:  # any exception is the failure
                 problems.append(f"{who}: {type(exc).__name__}: {exc}")
             reads[who] += 1
@@ -638,7 +641,8 @@ def test_readers_never_see_a_torn_or_partial_state(tmp_path, children):
         i = 0
         while not stop.is_set():
             value = {"writer": name, "i": i}
-            cache.apply([Op("P", f"{name}-{i}", value), Op("P-twin", f"{name}-{i}", value)])
+            pad = Op("Pad", f"{name}-{i % 8}", "x" * 3000)  # fills the log: it is folded
+            cache.apply([Op("P", f"{name}-{i}", value), Op("P-twin", f"{name}-{i}", value), pad])
             i += 1
 
     kid = children(
@@ -652,6 +656,8 @@ def test_readers_never_see_a_torn_or_partial_state(tmp_path, children):
         "2",
         "--min-writes",
         "25",
+        "--pad",
+        "3000",
     )
     threads = [threading.Thread(target=reader, args=(fresh,)) for fresh in (False, True)]
     threads += [threading.Thread(target=writer, args=(f"t{n}",)) for n in range(2)]
@@ -669,6 +675,7 @@ def test_readers_never_see_a_torn_or_partial_state(tmp_path, children):
     assert result["written"] > 20
     assert min(reads.values()) > 100, reads
     assert len(states) > 20, "the readers saw too few commits to prove anything"
+    assert len(logs) >= 3, "the log was not folded while they read"
     final = load(directory)
     assert set(final["P"]) == set(final["P-twin"])
     assert {f"proc-{i}" for i in range(result["written"])} <= set(final["P"])
