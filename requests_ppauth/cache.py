@@ -77,7 +77,7 @@ KEY_LOCK_POLL = 0.005
 LOG_MAX = 256 * 1024  # compact once the log is this long (and longer than the snapshot)
 MISMATCH_RETRIES = 5  # a log that is not the snapshot's may be a swap under way
 PRUNE_AFTER = 600.0  # access tokens this long past expiry are dropped on compaction
-_POINTER = re.compile(rb'\{"%s":\{"log":"([0-9a-f]{32})","offset":\d+\}' % LOG_SECTION.encode())
+_POINTER = re.compile(rb'\{"%s":\{"log":"([0-9a-f]{32})","offset":(\d+)\}' % LOG_SECTION.encode())
 
 
 @dataclass(frozen=True)
@@ -555,7 +555,20 @@ class FileCache:
             match = _POINTER.match(_wal.pread(snap, 128, 0))
         finally:
             os.close(snap)
-        return match is not None and match.group(1).decode() == log_id
+        return (
+            match is not None
+            and match.group(1).decode() == log_id
+            and int(match.group(2)) <= os.fstat(fd).st_size  # not a log cut short
+        )
+
+    def _log_is_current(self) -> bool:
+        fd = self._open_checked(self.log_path, "token cache log")
+        if fd is None:
+            return False
+        try:
+            return self._is_current(fd)
+        finally:
+            os.close(fd)
 
     def _too_long(self, log_size: int) -> bool:
         if log_size <= LOG_MAX:
@@ -581,10 +594,10 @@ class FileCache:
             if held is False:
                 return  # another process is compacting
             view = self._refresh()  # what others did before we got the lock
-            sound = view.live and view.pointer is not None
-            long = view.log_sig is not None and self._too_long(view.log_sig[1])
-            if sound and (why == "repair" or (why == "long" and not long)):
-                return  # done by someone else meanwhile
+            if why == "repair" and self._log_is_current():
+                return  # repaired by someone else meanwhile
+            if why == "long" and not (view.log_sig and self._too_long(view.log_sig[1])):
+                return  # folded by someone else meanwhile
             if view.log_path == self._next_path:
                 # a compactor died between its two renames: finish its swap
                 with self._file_lock():

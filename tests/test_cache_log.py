@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -232,3 +233,19 @@ def test_a_removed_secret_leaves_no_trace_in_any_file(tmp_path):
     assert secret.encode() not in on_disk(directory)
     assert "k" not in cache.read()["PPAuthToken"]
     assert len(cache.read()["W"]) == 5
+
+
+def test_a_snapshot_rewritten_by_another_tool_is_read_and_then_normalised(tmp_path):
+    directory = tmp_path / "cache"
+    expected = fill(FileCache(directory), "k", 20)
+    # e.g. loaded into msal's SerializableTokenCache and written back: same content,
+    # other layout (the log pointer no longer first)
+    data = snapshot(directory)
+    (directory / CACHE_FILE).write_text(json.dumps(data, indent=4, sort_keys=True))
+
+    assert dict(FileCache(directory).read()["W"]) == expected
+    started = time.monotonic()
+    FileCache(directory).apply([Op("W", "after", 1)])
+    assert time.monotonic() - started < 5  # repaired at once, not a wait for a timeout
+    assert load(directory)["W"] == expected | {"after": 1}
+    assert (directory / CACHE_FILE).read_bytes().startswith(b'{"PPAuthLog":')
