@@ -556,6 +556,17 @@ def test_doctor_fails_on_a_wrong_secret_and_a_bad_cache(emu, ppauth_env):
     assert "2 checks failed." in proc.stdout
 
 
+def test_doctor_reports_a_cache_log_others_can_read(emu, ppauth_env):
+    ppauth_env.cache_dir.mkdir(mode=0o700)
+    log = ppauth_env.cache_dir / "tokens.json.log"
+    log.write_bytes(b"")
+    os.chmod(log, 0o644)
+    proc = ppauth("doctor")
+    assert proc.returncode == 1
+    assert "FAIL  cache" in proc.stdout and "mode 644" in proc.stdout
+    assert f"chmod 600 {log}" in proc.stdout
+
+
 def test_doctor_with_nothing_configured_and_no_authority(ppauth_env):
     ppauth_env.set(PPAUTH_AUTHORITY_HOST="https://127.0.0.1:9")
     data = json.loads(ppauth("doctor", "--json").stdout)

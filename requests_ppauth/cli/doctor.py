@@ -116,7 +116,8 @@ def check_config(args: argparse.Namespace, checks: list[Check]) -> Profile | Non
 
 
 def check_cache(checks: list[Check]) -> None:
-    """The cache directory (and file) belong to this user and nobody else can read them."""
+    """The cache directory (and its snapshot and log) belong to this user and nobody
+    else can read them."""
     directory = default_cache_dir()
     if not directory.exists():
         checks.append(Check("cache", "ok", f"{directory} is created (mode 700) on first use"))
@@ -125,6 +126,7 @@ def check_cache(checks: list[Check]) -> None:
     for path, want, fix in (
         (directory, 0o700, "chmod 700"),
         (directory / CACHE_FILE, 0o600, "chmod 600"),
+        (directory / (CACHE_FILE + ".log"), 0o600, "chmod 600"),
     ):
         try:
             st = os.lstat(path)
