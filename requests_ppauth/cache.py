@@ -91,7 +91,7 @@ class Op:
     if_secret: str | None = None
 
     def to_json(self) -> list[Any]:
-        """Compact form for the journal."""
+        """Compact form for the log."""
         return [self.section, self.key, self.value, self.if_secret]
 
     @classmethod
