@@ -48,7 +48,23 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(len(values) * q))]
 
 
+def compile_sources() -> None:
+    """Byte-compile this checkout, as pip does for a package it installs.
+
+    An editable install never gets compiled, and with PYTHONDONTWRITEBYTECODE=1 (set
+    on the project's machines) every fresh process would compile our modules from
+    source - ~150 ms of a ~330 ms warm start - while msal's come compiled from its
+    wheel. That would measure the checkout, not the library.
+    """
+    import compileall
+
+    root = HERE.parent
+    for folder in ("requests_ppauth", "plugins", "docs/example-plugin"):
+        compileall.compile_dir(str(root / folder), quiet=1)
+
+
 def main() -> int:
+    compile_sources()
     with Emulator() as emu, tempfile.TemporaryDirectory() as tmp:
         s = emu.sample
         env = dict(
