@@ -156,3 +156,74 @@ def test_a_broken_config_file_is_reported_not_overwritten(ppauth_env):
     line, _ = failed(ppauth(*add_args("b")))
     assert "not valid TOML" in line
     assert ppauth_env.config_path.read_text() == "[profiles.a\n"
+
+
+def test_add_a_device_code_profile(ppauth_env):
+    ok(ppauth(*add_args("me", "--device-code", "--username", "me@contoso.example")))
+    data = tomllib.loads(ppauth_env.config_path.read_text())
+    assert data["profiles"]["me"] == {
+        "tenant_id": TENANT,
+        "client_id": "app-1",
+        "username": "me@contoso.example",
+        "device_code": True,
+    }
+    (row,) = json.loads(ok(ppauth("profile", "list", "--json")))["profiles"]
+    assert row["kind"] == "device code"
+
+
+def test_add_a_managed_identity_profile(ppauth_env):
+    ok(ppauth("profile", "add", "vm", "--managed-identity", "system"))
+    ok(ppauth("profile", "add", "worker", "--managed-identity", "object_id:1234"))
+    data = tomllib.loads(ppauth_env.config_path.read_text())
+    assert data["profiles"]["vm"] == {"managed_identity": "system"}
+    assert data["profiles"]["worker"] == {"managed_identity": "object_id:1234"}
+    kinds = {
+        r["name"]: r["kind"]
+        for r in json.loads(ok(ppauth("profile", "list", "--json")))["profiles"]
+    }
+    assert kinds == {"vm": "managed identity", "worker": "managed identity"}
+
+
+def test_a_workload_identity_profile_gets_a_token(ppauth_env, ppauth_emulator):
+    emu = ppauth_emulator
+    subject = "system:serviceaccount:jobs:nightly"
+    app = emu.add_app(federated_subject=subject, name="nightly")
+    token_file = ppauth_env.root / "federated-token"
+    token_file.write_text(emu.federated_token(subject))
+    args = ["profile", "add", "k8s", "--tenant-id", emu.sample.tenant_id]
+    args += ["--client-id", app.client_id, "--federated-token-file", str(token_file)]
+    args += ["--authority-host", emu.authority_host, "--ca-bundle", emu.ca_bundle]
+    ok(ppauth(*args))
+    data = tomllib.loads(ppauth_env.config_path.read_text())
+    assert data["profiles"]["k8s"]["federated_token_file"] == str(token_file)
+    (row,) = json.loads(ok(ppauth("profile", "list", "--json")))["profiles"]
+    assert row["kind"] == "workload identity"
+
+    token = ok(ppauth("token", "--profile", "k8s")).strip()
+    assert token.count(".") == 2
+    (grant,) = emu.requests("token")
+    assert grant.client_id == app.client_id and grant.extra["client_auth"] == "federated"
+
+
+def test_one_credential_per_profile_with_what_it_needs(ppauth_env):
+    cases = {
+        ("--device-code", "--client-secret", "keyring:x"): "are 2 credentials",
+        ("--managed-identity", "system", "--password", "keyring:p"): "are 2 credentials",
+        ("--federated-token-file", "/t", "--certificate-path", "/c.pem"): "are 2 credentials",
+        ("--username", "u@x.example"): "--username needs --password (or --device-code",
+        ("--password", "keyring:p"): "--username and --password go together",
+    }
+    for extra, message in cases.items():
+        line, _ = failed(ppauth(*add_args("x", *extra)), 2)
+        assert message in line, (extra, line)
+    line, _ = failed(
+        ppauth("profile", "add", "x", "--client-id", "a", "--federated-token-file", "/t"), 2
+    )
+    assert "needs --tenant-id" in line
+    line, hint = failed(
+        ppauth("profile", "add", "x", "--client-id", "a", "--managed-identity", "system"), 2
+    )
+    assert "not --client-id" in line and "--managed-identity CLIENT_ID" in hint
+    line, _ = failed(ppauth("profile", "add", "x", "--device-code"), 2)
+    assert "needs --client-id" in line
+    assert not ppauth_env.config_path.exists()

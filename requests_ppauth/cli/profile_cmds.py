@@ -31,6 +31,18 @@ _OPTIONS = (  # option, setting, help
     ("--certificate-path", "certificate_path", "PEM or PFX file with the key and certificate"),
     ("--username", "username", "user name, for username/password (ROPC) sign-in"),
     ("--scope", "scope", "scope for every host, instead of the host table"),
+    (
+        "--federated-token-file",
+        "federated_token_file",
+        "workload identity federation: the file holding the federated token (re-read for "
+        "every token, as the platform rotates it)",
+    ),
+    (
+        "--managed-identity",
+        "managed_identity",
+        "an Azure managed identity: system, or a user-assigned identity's client id, "
+        "object_id:<id> or resource id",
+    ),
 )
 ORDER = (  # how a new profile's keys are written
     "tenant_id",
@@ -41,6 +53,9 @@ ORDER = (  # how a new profile's keys are written
     "send_certificate_chain",
     "username",
     "password",
+    "device_code",
+    "federated_token_file",
+    "managed_identity",
     "cloud",
     "authority_host",
     "scope",
@@ -106,6 +121,11 @@ def _add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
             help="prompted for when no value is given; a reference (keyring:...) is kept as is",
         )
     p.add_argument("--send-certificate-chain", action="store_true", help="send x5c (SNI auth)")
+    p.add_argument(
+        "--device-code",
+        action="store_true",
+        help="a person signs in with `ppauth login` (MFA included); --username is a hint",
+    )
     p.add_argument("--sources", help="comma-separated sources to ask, in order (e.g. env,file)")
     p.add_argument("--secret-store", help="which secret store to use, when several are installed")
     p.add_argument(
@@ -124,8 +144,14 @@ def kind(settings: dict[str, Any]) -> str:
         return "client secret"
     if "certificate_path" in settings:
         return "certificate"
+    if settings.get("device_code"):
+        return "device code"
     if "username" in settings:
         return "username/password"
+    if "federated_token_file" in settings:
+        return "workload identity"
+    if "managed_identity" in settings:
+        return "managed identity"
     return "settings only"
 
 
@@ -220,6 +246,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
             settings[name] = getattr(args, f"set_{name}")
     if args.send_certificate_chain:
         settings["send_certificate_chain"] = True
+    if args.device_code:
+        settings["device_code"] = True
     for name, given in (
         ("cloud", args.cloud),
         ("authority_host", args.authority_host),
@@ -229,20 +257,45 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
             settings[name] = given
     if args.sources:
         settings["sources"] = [s.strip() for s in args.sources.split(",") if s.strip()]
-    has_credential = any(getattr(args, f"secret_{k}") for _, k in _SECRETS) or any(
-        k in settings for k in ("certificate_path", "username")
-    )
-    if has_credential and "client_id" not in settings:
-        raise UsageError("a credential needs --client-id", "add --client-id APP_ID")
-    if (
-        args.secret_client_secret or "certificate_path" in settings
-    ) and "tenant_id" not in settings:
-        raise UsageError("a service principal needs --tenant-id", "add --tenant-id TENANT")
-    if args.secret_client_secret and "certificate_path" in settings:
-        raise UsageError("--client-secret and --certificate-path are two credentials", "choose one")
-    if bool(args.secret_password) != ("username" in settings):
-        raise UsageError("--username and --password go together", "give both, or neither")
+    _check_credential(args, settings)
     return settings
+
+
+def _check_credential(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    """One credential per profile, with what it needs: refused here rather than when
+    the profile is first used."""
+    given = [
+        option
+        for option, present in (
+            ("--client-secret", args.secret_client_secret),
+            ("--certificate-path", "certificate_path" in settings),
+            ("--password", args.secret_password),
+            ("--device-code", args.device_code),
+            ("--federated-token-file", "federated_token_file" in settings),
+            ("--managed-identity", "managed_identity" in settings),
+        )
+        if present
+    ]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} are {len(given)} credentials", "choose one")
+    needs_app = given and given[0] != "--managed-identity"
+    if (needs_app or "username" in settings) and "client_id" not in settings:
+        raise UsageError("a credential needs --client-id", "add --client-id APP_ID")
+    service_principal = ("--client-secret", "--certificate-path", "--federated-token-file")
+    if given and given[0] in service_principal and "tenant_id" not in settings:
+        raise UsageError("a service principal needs --tenant-id", "add --tenant-id TENANT")
+    if "--managed-identity" in given and "client_id" in settings:
+        raise UsageError(
+            "a managed identity is chosen by --managed-identity, not --client-id",
+            "give its client id as --managed-identity CLIENT_ID",
+        )
+    if "username" in settings and not given:
+        raise UsageError(
+            "--username needs --password (or --device-code, where it is a sign-in hint)",
+            "add --password, to be prompted, or --device-code",
+        )
+    if args.secret_password and "username" not in settings:
+        raise UsageError("--username and --password go together", "give both, or neither")
 
 
 def run_add(args: argparse.Namespace) -> int:
