@@ -58,6 +58,7 @@ import threading
 import time
 import uuid
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,6 +250,20 @@ def _with_records(state: dict[str, Any], payloads: Sequence[Any]) -> dict[str, A
     return new
 
 
+_caches: weakref.WeakSet[FileCache] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    # a thread of the parent may have held a cache's mutex at the fork: in the child
+    # nobody would ever release it
+    for cache in list(_caches):
+        cache._mutex = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
 class FileCache:
     """:class:`CacheBackend` on a directory of this machine (see the module docstring)."""
 
@@ -263,6 +278,7 @@ class FileCache:
         self._view: _View | None = None
         self._prepared = False
         self._warned_corrupt = False
+        _caches.add(self)
 
     @property
     def location(self) -> str:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -249,3 +251,39 @@ def test_a_snapshot_rewritten_by_another_tool_is_read_and_then_normalised(tmp_pa
     assert time.monotonic() - started < 5  # repaired at once, not a wait for a timeout
     assert load(directory)["W"] == expected | {"after": 1}
     assert (directory / CACHE_FILE).read_bytes().startswith(b'{"PPAuthLog":')
+
+
+def test_a_child_forked_while_a_thread_reads_the_cache_can_use_it(tmp_path):
+    directory = tmp_path / "cache"
+    cache = FileCache(directory)
+    cache.apply([Op("W", "before", 1)])
+    held, release = threading.Event(), threading.Event()
+
+    def reader_in_the_middle() -> None:
+        with cache._mutex:  # a read under way in another thread at the moment of fork
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=reader_in_the_middle, daemon=True)
+    thread.start()
+    assert held.wait(10)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            cache.apply([Op("W", "from-child", 2)])
+            os.write(write_end, json.dumps(dict(cache.read()["W"])).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        ready = select.select([read_end], [], [], 20)[0]
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        assert ready, "the child hung on a lock its parent's thread held at the fork"
+        assert json.loads(os.read(read_end, 65536)) == {"before": 1, "from-child": 2}
+    finally:
+        os.waitpid(pid, 0)
+        os.close(read_end)
+        release.set()
+        thread.join(10)
