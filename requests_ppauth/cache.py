@@ -73,6 +73,7 @@ CACHE_FILE = "tokens.json"
 OUR_SECTION = "PPAuthToken"
 LOG_SECTION = "PPAuthLog"  # in the snapshot: {"log": id, "offset": folded up to}
 LEGACY_SECTIONS = ("PPAuthCommits", "PPAuthJournal")  # bookkeeping of the 0.x journal
+LEGACY_FILES = (CACHE_FILE + ".journal", CACHE_FILE + ".committed")  # its tokens: removed
 FILE_LOCK_TIMEOUT = 10.0  # the log lock is held exclusively for milliseconds
 KEY_LOCK_POLL = 0.005
 LOG_MAX = 256 * 1024  # compact once the log is this long (and longer than the snapshot)
@@ -652,6 +653,10 @@ class FileCache:
             with contextlib.suppress(OSError):
                 os.unlink(snapshot)
             raise
+        if view.pointer is None:  # the first fold of a cache: no copies of tokens left over
+            for name in LEGACY_FILES:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.directory / name)
         with self._mutex:  # what we wrote is what we know; the tail is read next time
             self._view = _View(
                 state=data,

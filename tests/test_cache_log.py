@@ -221,6 +221,7 @@ def test_a_cache_of_the_journal_format_is_read_and_then_migrated(tmp_path):
     assert migrated["PPAuthToken"] == old["PPAuthToken"]
     assert migrated["W"] == {"new": 2}
     assert "PPAuthLog" in snapshot(directory)
+    assert not (directory / (CACHE_FILE + ".journal")).exists()  # it held tokens too
 
 
 def test_a_removed_secret_leaves_no_trace_in_any_file(tmp_path):
