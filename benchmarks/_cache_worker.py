@@ -54,7 +54,8 @@ def cold_msal_ext(start: float, scope: str, cache_path: str) -> dict[str, object
 
 
 def writes_ours(start: float, cache_dir: str, me: int, n: int) -> dict[str, object]:
-    from requests_ppauth.cache import FileCache, Op
+    from requests_ppauth.cache import Op
+    from requests_ppauth.file_cache import FileCache
 
     cache = FileCache(cache_dir)
     cache.prepare()

@@ -69,7 +69,8 @@ def big_cache_run(tmp: str, env: dict[str, str]) -> None:
     """16 writers into a cache that already holds 2,000 tokens (~2.7 MB): a write must
     cost the same as into an empty one. Ours only: msal-extensions rewrites the whole
     file per write and already times out at 500 kB."""
-    from requests_ppauth.cache import FileCache, Op
+    from requests_ppauth.cache import Op
+    from requests_ppauth.file_cache import FileCache
 
     run_dir = Path(tempfile.mkdtemp(dir=tmp))
     entry = {"secret": "x" * 1200, "expires_on": 2e9, "refresh_on": 2e9}

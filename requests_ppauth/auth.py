@@ -185,7 +185,8 @@ class PowerPlatformAuth(AuthBase):
         cache = self.cache
         if cache is False:
             return None
-        from requests_ppauth.cache import CacheBackend, FileCache, default_cache_dir
+        from requests_ppauth.cache import CacheBackend, default_cache_dir
+        from requests_ppauth.file_cache import FileCache
 
         if cache is True:
             return FileCache(default_cache_dir())

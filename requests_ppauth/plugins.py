@@ -127,7 +127,7 @@ class Plugins:
 
     def cache_backends(self) -> dict[str, Callable[[], Any]]:
         """Registered cache backend factories by name (``file`` is built in)."""
-        from requests_ppauth.cache import FileCache
+        from requests_ppauth.file_cache import FileCache
 
         found: dict[str, Callable[[], Any]] = {"file": FileCache}
 

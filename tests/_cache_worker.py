@@ -153,7 +153,7 @@ def get(args: argparse.Namespace) -> dict[str, object]:
 
 
 def hold_key_lock(args: argparse.Namespace) -> None:
-    from requests_ppauth.cache import FileCache
+    from requests_ppauth.file_cache import FileCache
 
     with FileCache(args.dir).key_lock(args.key, timeout=10) as held:
         print("held" if held else "not-held", flush=True)
@@ -162,7 +162,7 @@ def hold_key_lock(args: argparse.Namespace) -> None:
 
 def hold_file_lock(args: argparse.Namespace) -> None:
     from requests_ppauth._flock import exclusive
-    from requests_ppauth.cache import FileCache
+    from requests_ppauth.file_cache import FileCache
 
     cache = FileCache(args.dir)
     cache.prepare()
@@ -172,7 +172,8 @@ def hold_file_lock(args: argparse.Namespace) -> None:
 
 
 def write(args: argparse.Namespace) -> dict[str, object]:
-    from requests_ppauth.cache import FileCache, Op
+    from requests_ppauth.cache import Op
+    from requests_ppauth.file_cache import FileCache
 
     cache = FileCache(args.dir)
     cache.prepare()

@@ -27,15 +27,8 @@ import requests
 
 from requests_ppauth import CacheError, ClientSecret, PowerPlatformAuth, hookimpl
 from requests_ppauth import plugins as plugins_module
-from requests_ppauth.cache import (
-    CACHE_FILE,
-    OUR_SECTION,
-    CacheBackend,
-    CacheWarning,
-    FileCache,
-    Op,
-    apply_ops,
-)
+from requests_ppauth.cache import OUR_SECTION, CacheBackend, CacheWarning, Op, apply_ops
+from requests_ppauth.file_cache import CACHE_FILE, FileCache
 from requests_ppauth.plugins import PluginRegistrationError, Plugins, get_plugins
 from requests_ppauth.shared_cache import _entry_id
 from tests._cache_state import load

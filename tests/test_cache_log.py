@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from requests_ppauth.cache import CACHE_FILE, LOG_MAX, CacheWarning, FileCache, Op
+from requests_ppauth.cache import CacheWarning, Op
+from requests_ppauth.file_cache import CACHE_FILE, LOG_MAX, FileCache
 from tests._cache_state import load, on_disk
 
 LOG = CACHE_FILE + ".log"

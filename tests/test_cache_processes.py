@@ -25,7 +25,8 @@ import requests
 
 from requests_ppauth import PowerPlatformAuth
 from requests_ppauth._flock import exclusive, try_exclusive
-from requests_ppauth.cache import OUR_SECTION, CacheWarning, FileCache, Op
+from requests_ppauth.cache import OUR_SECTION, CacheWarning, Op
+from requests_ppauth.file_cache import FileCache
 from requests_ppauth.shared_cache import _entry_id
 from requests_ppauth.tokens import RETRY_BACKOFF, TokenProvider
 from tests._cache_worker import BAP_PATH, SCOPE, Child, digest

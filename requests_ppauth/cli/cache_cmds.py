@@ -13,8 +13,9 @@ import sys
 import time
 from typing import Any
 
-from requests_ppauth.cache import OUR_SECTION, FileCache, Op, default_cache_dir
+from requests_ppauth.cache import OUR_SECTION, Op, default_cache_dir
 from requests_ppauth.cli import common
+from requests_ppauth.file_cache import FileCache
 
 _LISTED = ("scope", "client_id", "tenant", "user", "authority")
 

@@ -21,12 +21,13 @@ from typing import Any
 
 from requests_ppauth._http import IdentityHttpClient
 from requests_ppauth.auth import PowerPlatformAuth
-from requests_ppauth.cache import CACHE_FILE, default_cache_dir
+from requests_ppauth.cache import default_cache_dir
 from requests_ppauth.cli import common
 from requests_ppauth.cli.failures import describe
 from requests_ppauth.config import SECRET_KEYS, Profile, config_path, read_profiles
 from requests_ppauth.credentials import ClientCertificate, ClientSecret, Credential
 from requests_ppauth.errors import PPAuthError, TokenAcquisitionError
+from requests_ppauth.file_cache import CACHE_FILE
 from requests_ppauth.tokens import normalise_authority_host
 
 SKEW_WARN = 60.0  # the Date header has one-second resolution; a minute is clearly off
