@@ -65,6 +65,28 @@ def compile_sources() -> None:
         compileall.compile_dir(str(root / folder), quiet=1)
 
 
+def write_run(mode: str, target: str, n: int, env: dict[str, str]) -> list[dict[str, object]]:
+    """``n`` processes of ``mode`` writing ``WRITES_EACH`` tokens each to ``target``, at once."""
+    # the previous run's dirty pages (msal-extensions rewrites its whole file per write:
+    # ~50 MB in the 8-writer run) would otherwise be written back during this one, and
+    # its fsyncs would wait for them
+    os.sync()
+    start = time.time() + 1.5 + n * 0.1
+    argvs = [[mode, f"{start:.3f}", target, str(i), str(WRITES_EACH)] for i in range(n)]
+    return run_workers(argvs, env)
+
+
+def latencies(results: list[dict[str, object]]) -> list[float]:
+    return [x * 1000 for r in results for x in r["latencies"]]  # type: ignore[attr-defined]
+
+
+def latency_text(lat: list[float]) -> str:
+    return (
+        f"p50 {statistics.median(lat):7.1f} ms  p99 {pct(lat, 0.99):7.1f} ms  "
+        f"max {max(lat):7.1f} ms"
+    )
+
+
 def big_cache_run(tmp: str, env: dict[str, str]) -> None:
     """16 writers into a cache that already holds 2,000 tokens (~2.7 MB): a write must
     cost the same as into an empty one. Ours only: msal-extensions rewrites the whole
@@ -76,15 +98,9 @@ def big_cache_run(tmp: str, env: dict[str, str]) -> None:
     entry = {"secret": "x" * 1200, "expires_on": 2e9, "refresh_on": 2e9}
     FileCache(run_dir).apply([Op("PPAuthToken", f"old-{i}", entry) for i in range(2000)])
     size = sum(p.stat().st_size for p in run_dir.glob("tokens.json*"))
-    os.sync()
-    start = time.time() + 1.5 + 16 * 0.1
-    argvs = [
-        ["writes_ours", f"{start:.3f}", str(run_dir), str(i), str(WRITES_EACH)] for i in range(16)
-    ]
-    lat = [x * 1000 for r in run_workers(argvs, env) for x in r["latencies"]]  # type: ignore[attr-defined]
+    lat = latencies(write_run("writes_ours", str(run_dir), 16, env))
     print(
-        f"   16 writers requests-ppauth  p50 {statistics.median(lat):7.1f} ms  "
-        f"p99 {pct(lat, 0.99):7.1f} ms  max {max(lat):7.1f} ms  "
+        f"   16 writers requests-ppauth  {latency_text(lat)}  "
         f"(the cache held 2000 tokens, {size / 1e6:.1f} MB, before)"
     )
 
@@ -136,34 +152,13 @@ def main() -> int:
         for n in (8, 16):
             for name in ("requests-ppauth", "msal-extensions"):
                 run_dir = Path(tempfile.mkdtemp(dir=tmp))
-                # the previous run's dirty pages (msal-extensions rewrites its whole file
-                # per write: ~50 MB in the 8-writer run) would otherwise be written back
-                # during this one, and its fsyncs wait for them
-                os.sync()
-                start = time.time() + 1.5 + n * 0.1
                 if name == "requests-ppauth":
-                    argvs = [
-                        ["writes_ours", f"{start:.3f}", str(run_dir), str(i), str(WRITES_EACH)]
-                        for i in range(n)
-                    ]
+                    results = write_run("writes_ours", str(run_dir), n, env)
                 else:
-                    argvs = [
-                        [
-                            "writes_msal_ext",
-                            f"{start:.3f}",
-                            str(run_dir / "m.json"),
-                            str(i),
-                            str(WRITES_EACH),
-                        ]
-                        for i in range(n)
-                    ]
-                results = run_workers(argvs, env)
-                lat = [x * 1000 for r in results for x in r["latencies"]]  # type: ignore[attr-defined]
+                    results = write_run("writes_msal_ext", str(run_dir / "m.json"), n, env)
+                lat = latencies(results)
                 errors = sum(len(r["errors"]) for r in results)  # type: ignore[arg-type]
-                text = (
-                    f"p50 {statistics.median(lat):7.1f} ms  p99 {pct(lat, 0.99):7.1f} ms  "
-                    f"max {max(lat):7.1f} ms  failed writes {errors}"
-                )
+                text = f"{latency_text(lat)}  failed writes {errors}"
                 print(f"   {n:>2} writers {name:<16} {text}")
                 p99s[(n, name)] = pct(lat, 0.99)
                 rows.append((f"write {n} procs", name, text))

@@ -333,7 +333,6 @@ class FileCache:
         the one the snapshot names (and no swap's ``.next`` is either)."""
         if view.log_ino is not None and view.log_ino == (log_sig and log_sig[2]):
             # the log we follow, grown: only the new bytes
-            assert view.log_path is not None
             fd = self._open_checked(self.log_path, "token cache log")
             if fd is not None:
                 with os.fdopen(fd, "rb") as fh:
