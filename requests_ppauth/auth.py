@@ -69,10 +69,12 @@ class PowerPlatformAuth(AuthBase):
     :param verify: CA bundle for identity traffic (default ``PPAUTH_CA_BUNDLE``);
         ``REQUESTS_CA_BUNDLE`` cannot override it.
     :param timeout: (connect, read) seconds for identity traffic.
-    :param cache: ``True`` (default): share tokens through the on-disk cache in
-        ``PPAUTH_CACHE_DIR`` or the platform cache directory; a path: that directory;
-        the name of a cache backend a plugin registered; a
-        :class:`~requests_ppauth.cache.CacheBackend`; ``False``: memory only.
+    :param cache: ``True`` (default): ``PPAUTH_CACHE``, else the profile's ``cache``,
+        else the file cache in ``PPAUTH_CACHE_DIR`` or the platform cache directory;
+        a backend name (``"file"``, ``"memory"``, a plugin's); a directory (a path,
+        or a string with a ``/``); ``{"backend": name, **options}``; a
+        :class:`~requests_ppauth.cache.CacheBackend`; ``False``: this process only.
+        A name nobody registered is a :class:`ConfigurationError`.
     """
 
     def __init__(
@@ -88,7 +90,7 @@ class PowerPlatformAuth(AuthBase):
         sources: Sequence[str] | None = None,
         verify: str | bool | None = None,
         timeout: float | tuple[float, float] | None = None,
-        cache: bool | str | os.PathLike[str] | CacheBackend = True,
+        cache: bool | str | os.PathLike[str] | Mapping[str, Any] | CacheBackend = True,
     ) -> None:
         self.profile = profile
         self.credential = credential
@@ -181,32 +183,11 @@ class PowerPlatformAuth(AuthBase):
                 provider = self._provider
         return provider
 
-    def _cache_backend(self) -> CacheBackend | None:
-        cache = self.cache
-        if cache is False:
-            return None
-        from requests_ppauth.cache import CacheBackend, default_cache_dir
-        from requests_ppauth.file_cache import FileCache
+    def _cache_backend(self) -> CacheBackend:
+        from requests_ppauth.cache.select import resolve
 
-        if cache is True:
-            return FileCache(default_cache_dir())
-        if isinstance(cache, str) and os.sep not in cache and "/" not in cache:
-            from requests_ppauth.plugins import get_plugins
-
-            factory = get_plugins().cache_backends().get(cache)
-            if factory is not None:
-                backend = factory()
-                if not isinstance(backend, CacheBackend):
-                    raise ConfigurationError(f"cache backend {cache!r} is not a CacheBackend")
-                return backend
-        if isinstance(cache, str | os.PathLike):
-            return FileCache(cache)
-        if isinstance(cache, CacheBackend):
-            return cache
-        raise ConfigurationError(
-            f"cache={cache!r}: pass True, False, a directory, a registered backend name or "
-            "a CacheBackend"
-        )
+        profile = self._settle()["profile"]
+        return resolve(self.cache, profile_setting=profile.get("cache"), environ=os.environ)
 
     def _find_credential(self) -> Credential:
         if self.credential is not None:

@@ -40,7 +40,9 @@ STRING_KEYS = frozenset(
 SECRET_KEYS = frozenset({"client_secret", "certificate_password", "password"})
 BOOL_KEYS = frozenset({"send_certificate_chain", "device_code"})
 LIST_KEYS = frozenset({"sources"})
-PROFILE_KEYS = STRING_KEYS | SECRET_KEYS | BOOL_KEYS | LIST_KEYS
+# cache = "file" | "memory" | "<plugin>" | "<directory>", or { backend = "...", ... }
+CACHE_KEYS = frozenset({"cache"})
+PROFILE_KEYS = STRING_KEYS | SECRET_KEYS | BOOL_KEYS | LIST_KEYS | CACHE_KEYS
 
 
 def config_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -112,6 +114,13 @@ def _validate(path: Path, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
                     and isinstance(value, list)
                     and all(isinstance(v, str) for v in value)
                 )
+                or (
+                    key in CACHE_KEYS
+                    and (
+                        (isinstance(value, str) and value.strip() != "")
+                        or (isinstance(value, dict) and isinstance(value.get("backend"), str))
+                    )
+                )
             )
             if not ok:
                 expected = (
@@ -122,6 +131,9 @@ def _validate(path: Path, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
                     else "true or false"
                     if key in BOOL_KEYS
                     else "a list of strings"
+                    if key in LIST_KEYS
+                    else 'a backend name or a directory ("file", "memory", "./tokens"), '
+                    'or a table { backend = "name", ... }'
                 )
                 raise ConfigurationError(f"{where}: {key} must be {expected}")
     return profiles

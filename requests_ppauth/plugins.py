@@ -125,11 +125,12 @@ class Plugins:
             self._resolvers = found
         return list(self._resolvers)
 
-    def cache_backends(self) -> dict[str, Callable[[], Any]]:
-        """Registered cache backend factories by name (``file`` is built in)."""
-        from requests_ppauth.file_cache import FileCache
+    def cache_backends(self) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
+        """Cache backend factories by name: ``file`` and ``memory`` are built in; each
+        takes the options of a profile's cache table (``{}`` for a bare name)."""
+        from requests_ppauth.cache.select import builtin_backends
 
-        found: dict[str, Callable[[], Any]] = {"file": FileCache}
+        found: dict[str, Callable[[Mapping[str, Any]], Any]] = dict(builtin_backends())
 
         def register(name: Any, factory: Any) -> None:
             if not isinstance(name, str) or not callable(factory):

@@ -22,7 +22,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from requests_ppauth._http import IdentityHttpClient
-from requests_ppauth.cache import OUR_SECTION, CacheBackend, Op
+from requests_ppauth.cache.keys import ACCESS_TOKEN_PREFIX, partition_key, token_key
+from requests_ppauth.cache.partitions import SharedTokens
+from requests_ppauth.cache.protocol import CacheBackend, Op
 from requests_ppauth.certificates import parse_certificate
 from requests_ppauth.credentials import (
     ClientCertificate,
@@ -45,7 +47,6 @@ from requests_ppauth.flows import (
     managed_identity_client,
     scope_to_resource,
 )
-from requests_ppauth.shared_cache import SharedTokens, token_key
 
 log = logging.getLogger("requests_ppauth")
 
@@ -62,8 +63,7 @@ SAFETY = 5.0
 PEER_WAIT = 1.0
 # How long a process waits for another's token request before making its own.
 LOCK_TIMEOUT = 30.0
-# msal's sections of the shared cache that a sign-out edits
-ACCESS_TOKENS = "AccessToken"
+# msal's section a sign-out looks for refresh tokens in
 REFRESH_TOKENS = "RefreshToken"
 RETRYABLE_ERRORS = frozenset({"temporarily_unavailable", "server_error", "network_error"})
 
@@ -151,7 +151,9 @@ if hasattr(os, "register_at_fork"):
 
 class TokenProvider:
     """Gets tokens for one credential. Thread-safe; with a shared cache, also
-    single-flight across processes: one token request per key, not one each."""
+    single-flight across processes: one token request per key, not one each.
+    ``cache=None`` keeps tokens in a :class:`~requests_ppauth.cache.MemoryCache`
+    of this provider's own, so there is one code path whatever the backend."""
 
     def __init__(
         self,
@@ -183,7 +185,13 @@ class TokenProvider:
         self._http: IdentityHttpClient | None = None
         self._credential: Credential | None = None
         self._warned_ropc = False
-        self._shared = SharedTokens(self.cache) if self.cache is not None else None
+        if self.cache is None:
+            from requests_ppauth.cache.memory import MemoryCache
+
+            self._shared = SharedTokens(MemoryCache())
+        else:
+            self._shared = SharedTokens(self.cache)
+        self._cache_warned = False
 
     # -- credential and msal app -------------------------------------------------
     @property
@@ -204,6 +212,16 @@ class TokenProvider:
         cred = self.credential
         return token_key(self._authority(cred), cred.tenant_id, cred.client_id, cred.user, scope)
 
+    def partition(self) -> str | None:
+        """The msal partition this credential's flow needs: a person's (username and
+        password, device code) sign-ins for this client on this authority host; None
+        for an app-only flow, which needs no msal state."""
+        cred = self.credential
+        if not isinstance(cred, UsernamePassword | DeviceCode):
+            return None
+        host = urlsplit(self._authority(cred)).hostname or ""
+        return partition_key(host.lower(), cred.client_id)
+
     def _msal_app(self) -> Any:
         if self._app is not None:
             return self._app
@@ -220,7 +238,8 @@ class TokenProvider:
             "authority": authority,
             "http_client": self._http,
             "instance_discovery": False,  # no call to login.microsoftonline.com for other hosts
-            "token_cache": msal.SerializableTokenCache() if self._shared else msal.TokenCache(),
+            # given only its partition before each acquisition (see cache.partitions)
+            "token_cache": msal.SerializableTokenCache(),
         }
         if isinstance(cred, ClientSecret):
             app = msal.ConfidentialClientApplication(
@@ -277,52 +296,69 @@ class TokenProvider:
             now = time.time()
             if current is not None and now < current.refresh_on:
                 return current  # another thread refreshed while we waited
-            if self._shared is None:
-                return self._refresh(scope, current, None)
             key = self.key(scope)
-            disk = self._disk_token(key, scope)
-            if disk is not None and now < disk.refresh_on:
-                self.tokens[scope] = disk
-                return disk
-            usable = max(
-                (t for t in (disk, current) if t is not None and now < t.expires_on - SAFETY),
-                key=lambda t: t.expires_on,
-                default=None,
-            )
-            backend = self._shared.backend
-            if usable is not None:
-                with backend.try_key_lock(key) as mine:
-                    if mine:
-                        # whoever held the lock since we looked may have refreshed or
-                        # backed off: what it stored answers, as in the waiting path
-                        disk = self._disk_token(key, scope)
-                        if disk is not None and time.time() < disk.refresh_on:
-                            self.tokens[scope] = disk
-                            return disk
-                        return self._refresh(scope, usable, key)
-                # another process is refreshing: keep using this one, look again soon
-                kept = dataclasses.replace(
-                    usable, refresh_on=min(now + PEER_WAIT, usable.expires_on - SAFETY)
-                )
-                self.tokens[scope] = kept
-                return kept
-            with backend.key_lock(key, self.lock_timeout) as mine:
+            try:
+                return self._get_shared(scope, key, current, now)
+            except CacheError as exc:
+                # the cache is down or unusable: a token without it beats no token
+                self._warn_cache(exc)
+                return self._refresh(scope, current, key)
+
+    def _warn_cache(self, exc: CacheError) -> None:
+        log.log(
+            logging.DEBUG if self._cache_warned else logging.WARNING,
+            "token cache %s failed (%s); getting tokens without it",
+            self._shared.backend.location,
+            exc,
+        )
+        self._cache_warned = True
+
+    def _get_shared(
+        self, scope: str, key: str, current: AccessToken | None, now: float
+    ) -> AccessToken:
+        """:meth:`get` past the in-memory token: the shared cache and its key locks."""
+        disk = self._disk_token(key, scope)
+        if disk is not None and now < disk.refresh_on:
+            self.tokens[scope] = disk
+            return disk
+        usable = max(
+            (t for t in (disk, current) if t is not None and now < t.expires_on - SAFETY),
+            key=lambda t: t.expires_on,
+            default=None,
+        )
+        backend = self._shared.backend
+        if usable is not None:
+            with backend.try_key_lock(key) as mine:
                 if mine:
+                    # whoever held the lock since we looked may have refreshed or
+                    # backed off: what it stored answers, as in the waiting path
                     disk = self._disk_token(key, scope)
                     if disk is not None and time.time() < disk.refresh_on:
                         self.tokens[scope] = disk
                         return disk
-                else:
-                    log.warning(
-                        "waited %.0f s for another process to fetch a token for %s; "
-                        "fetching one here instead",
-                        self.lock_timeout,
-                        scope,
-                    )
-                return self._refresh(scope, None, key)
+                    return self._refresh(scope, usable, key)
+            # another process is refreshing: keep using this one, look again soon
+            kept = dataclasses.replace(
+                usable, refresh_on=min(now + PEER_WAIT, usable.expires_on - SAFETY)
+            )
+            self.tokens[scope] = kept
+            return kept
+        with backend.key_lock(key, self.lock_timeout) as mine:
+            if mine:
+                disk = self._disk_token(key, scope)
+                if disk is not None and time.time() < disk.refresh_on:
+                    self.tokens[scope] = disk
+                    return disk
+            else:
+                log.warning(
+                    "waited %.0f s for another process to fetch a token for %s; "
+                    "fetching one here instead",
+                    self.lock_timeout,
+                    scope,
+                )
+            return self._refresh(scope, None, key)
 
     def _disk_token(self, key: str, scope: str) -> AccessToken | None:
-        assert self._shared is not None
         entry = self._shared.lookup(key)
         if entry is None:
             return None
@@ -369,11 +405,11 @@ class TokenProvider:
         }
 
     def _store(self, key: str, token: AccessToken, *, with_msal: bool) -> None:
-        """Share ``token``; a failure to store never costs the caller the token."""
-        assert self._shared is not None
+        """Share ``token`` (and what msal changed in its partition); a failure to store
+        never costs the caller the token."""
         msal_cache = self._app.token_cache if (with_msal and self._app is not None) else None
         try:
-            self._shared.store(msal_cache, key, self._entry(token))
+            self._shared.store(key, self._entry(token), msal_cache, self.partition())
         except (CacheError, OSError) as exc:
             log.warning(
                 "could not store the token in %s (%s); using it without sharing it",
@@ -387,17 +423,12 @@ class TokenProvider:
         if current is None or (token is not None and current.token != token):
             return
         self.tokens.pop(scope, None)
-        self._forget_in_msal(current.token)
-        if self._shared is not None:
-            msal_cache = self._app.token_cache if self._app is not None else None
-            try:
-                self._shared.store(msal_cache, self.key(scope), forget_token=current.token)
-            except (CacheError, OSError) as exc:
-                log.warning(
-                    "could not drop a rejected token from %s: %s",
-                    self._shared.backend.location,
-                    exc,
-                )
+        try:
+            self._shared.forget(self.key(scope), current.token)
+        except (CacheError, OSError) as exc:
+            log.warning(
+                "could not drop a rejected token from %s: %s", self._shared.backend.location, exc
+            )
 
     # -- people signing in and out -------------------------------------------------
     def sign_in(self, scope: str) -> AccessToken:
@@ -414,8 +445,7 @@ class TokenProvider:
                 f"(source {cred.source})"
             )
         with self._lock_for(scope):
-            key = self.key(scope) if self._shared is not None else None
-            token = self._acquire(scope, key, interactive=True)
+            token = self._acquire(scope, self.key(scope), interactive=True)
             self.tokens[scope] = token
             return token
 
@@ -433,35 +463,29 @@ class TokenProvider:
         cred = self.credential
         self.tokens.clear()
         shared = self._shared
-        if shared is None:  # msal's in-memory cache holds this credential's tokens only
-            app = self._app
-            if app is None:
-                return []
-            users = self._remove_accounts(app, cred)
-            if cred.user is None and hasattr(app, "remove_tokens_for_client"):
-                app.remove_tokens_for_client()  # a confidential client's app-only tokens
-            elif not hasattr(app, "get_accounts"):
-                self._app = None  # a managed identity: a new client starts empty
-            return users
+        partition = self.partition()
+        removed: list[str] = []
         with shared.lock:
-            backend = shared.backend
-            removed: list[str] = []
-            if self._holds_refresh_tokens(backend.read(), cred):
+            if partition is not None and self._holds_refresh_tokens(
+                shared.partition(partition), cred
+            ):
                 app = self._msal_app()  # only now: building it asks the authority (discovery)
-                shared.load_into(app.token_cache)
+                shared.load_into(app.token_cache, partition)
                 removed = self._remove_accounts(app, cred)
-                shared.store(app.token_cache)
-            ops = self._sign_out_ops(backend.read(), cred)
-            if ops:
-                backend.apply(ops)
+                shared.store_partition(app.token_cache, partition)
+            # a sign-out is rare and must find every token of this credential, whatever
+            # its scope: the one place (with listing) that reads the whole cache
+            shared.apply(self._sign_out_ops(shared.backend.read_all(), cred))
         return removed
 
     @staticmethod
-    def _holds_refresh_tokens(state: Mapping[str, Any], cred: Credential) -> bool:
-        section = state.get(REFRESH_TOKENS, {})
+    def _holds_refresh_tokens(fields: Mapping[str, Any], cred: Credential) -> bool:
+        prefix = REFRESH_TOKENS + "/"
         return any(
-            isinstance(v, dict) and str(v.get("client_id", "")).lower() == cred.client_id.lower()
-            for v in section.values()
+            name.startswith(prefix)
+            and isinstance(v, dict)
+            and str(v.get("client_id", "")).lower() == cred.client_id.lower()
+            for name, v in fields.items()
         )
 
     @staticmethod
@@ -475,64 +499,37 @@ class TokenProvider:
         for account in app.get_accounts(username=cred.user) if cred.user else app.get_accounts():
             owned = {"home_account_id": account["home_account_id"]}
             rts = list(cache.search(kinds.REFRESH_TOKEN, query=owned))
-            mine = [rt for rt in rts if str(rt.get("client_id", "")).lower() == client]
-            if not mine:
-                continue  # another app's sign-in
-            if len(mine) == len(rts):
-                app.remove_account(account)  # msal's sign-out: no other app uses the account
-            else:
-                # the account stays for the other apps signed in with it; this app's
-                # refresh and access tokens go
-                for rt in mine:
-                    cache.remove_rt(rt)
-                for at in list(cache.search(kinds.ACCESS_TOKEN, query=owned)):
-                    if str(at.get("client_id", "")).lower() == client:
-                        cache.remove_at(at)
+            if not any(str(rt.get("client_id", "")).lower() == client for rt in rts):
+                continue
+            app.remove_account(account)  # the partition is this client's alone
             removed.append(str(account.get("username") or account["home_account_id"]))
         return removed
 
     def _sign_out_ops(self, state: Mapping[str, Any], cred: Credential) -> list[Op]:
-        """Deletions of our cached tokens for this credential (and, for an app, msal's)."""
+        """Deletions of our cached tokens for this credential."""
         authority = self._authority(cred).lower()
         client = cred.client_id.lower()
         user = (cred.user or "").lower()
-        ops = [
-            Op(OUR_SECTION, k, None)
-            for k, v in state.get(OUR_SECTION, {}).items()
-            if isinstance(v, dict)
+        return [
+            Op(k)
+            for k, v in state.items()
+            if k.startswith(ACCESS_TOKEN_PREFIX)
+            and isinstance(v, dict)
             and str(v.get("client_id") or "").lower() == client
             and str(v.get("authority") or "").lower() == authority
             and (not user or str(v.get("user") or "").lower() == user)
         ]
-        if cred.user is None and client and not isinstance(cred, DeviceCode):
-            # an app's tokens (no account): msal would otherwise answer from its copy
-            ops += [
-                Op(ACCESS_TOKENS, k, None)
-                for k, v in state.get(ACCESS_TOKENS, {}).items()
-                if isinstance(v, dict)
-                and str(v.get("client_id") or "").lower() == client
-                and not v.get("home_account_id")
-            ]
-        return ops
-
-    def _forget_in_msal(self, token: str) -> None:
-        app = self._app
-        if app is None:
-            return
-        cache = app.token_cache
-        for item in list(cache.search(cache.CredentialType.ACCESS_TOKEN)):
-            if item.get("secret") == token:
-                cache.remove_at(item)
 
     def _acquire(
         self, scope: str, key: str | None = None, *, interactive: bool = False
     ) -> AccessToken:
-        if self._shared is None:
-            return self._acquire_unlocked(scope, interactive=interactive)
         shared = self._shared
+        partition = self.partition()
         with shared.lock:  # msal's cache object is swapped under this lock
             token = self._acquire_unlocked(
-                scope, lambda app: shared.load_into(app.token_cache), interactive=interactive
+                scope,
+                lambda app: shared.load_into(app.token_cache, partition),
+                interactive=interactive,
             )
             if key is not None:
                 self._store(key, token, with_msal=True)

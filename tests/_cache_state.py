@@ -1,35 +1,52 @@
 """The file cache's state read without the library, from its documented format: an
-independent reader, so tests check the format and not the code against itself."""
+independent reader, so tests check the format and not the code against itself.
+
+The cache is the SQLite database ``cache.db``: table ``entries(key, value, expires_on)``
+with ``value`` a JSON object. Keys ``at:<sha256(token key)[:40]>`` hold our access
+tokens; keys ``msal:<...>`` hold one msal partition each, as fields
+``"<msal section>/<msal key>"``.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-import zlib
+import sqlite3
 from pathlib import Path
 from typing import Any
 
-CACHE_FILE = "tokens.json"
+CACHE_FILE = "cache.db"
+MSAL_SECTIONS = ("AccessToken", "RefreshToken", "Account", "IdToken", "AppMetadata")
+
+
+def entries(directory: Path) -> dict[str, Any]:
+    """Every entry, by key, read through a read-only connection of our own."""
+    uri = (directory / CACHE_FILE).as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        return {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM entries")}
+    finally:
+        conn.close()
+
+
+def token_entry_key(key: str) -> str:
+    """Where the access token of a provider's token key lives."""
+    return "at:" + hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
 def load(directory: Path) -> dict[str, Any]:
-    """The snapshot, then the log records after the offset it names; each log line is
-    ``<crc32 as 8 hex digits> <json>``, and damaged lines are skipped."""
-    data = json.loads((directory / CACHE_FILE).read_bytes())
-    assert isinstance(data, dict)
-    pointer = data.pop("PPAuthLog")
-    raw = (directory / (CACHE_FILE + ".log")).read_bytes()
-    header = json.loads(raw.split(b"\n")[1][9:])
-    assert header == {"log": pointer["log"]}
-    for line in raw[pointer["offset"] :].split(b"\n"):
-        if not line or zlib.crc32(line[9:]) != int(line[:8], 16):
-            continue
-        for section, key, value, if_secret in json.loads(line[9:])["ops"]:
-            items = data.setdefault(section, {})
-            if value is not None:
-                items[key] = value
-            elif if_secret is None or (items.get(key) or {}).get("secret") == if_secret:
-                items.pop(key, None)
-    return data
+    """The entries as msal-style sections: ``PPAuthToken`` (our access tokens, by the
+    hex id after ``at:``) and msal's sections gathered from every partition. msal's
+    ``AccessToken`` section is there, and must stay empty: each token is stored once."""
+    state: dict[str, Any] = {name: {} for name in ("PPAuthToken", *MSAL_SECTIONS)}
+    for key, value in entries(directory).items():
+        if key.startswith("at:"):
+            state["PPAuthToken"][key[3:]] = value
+        elif key.startswith("msal:"):
+            for name, item in value.items():
+                section, _, item_key = name.partition("/")
+                state.setdefault(section, {})[item_key] = item
+    return state
 
 
 def on_disk(directory: Path) -> bytes:

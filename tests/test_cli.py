@@ -475,7 +475,7 @@ def test_sources_show_a_broken_source(ppauth_env):
 
 
 def test_cache_path_list_clear(emu, ppauth_env):
-    assert ok(ppauth("cache", "path")).strip() == str(ppauth_env.cache_dir / "tokens.json")
+    assert ok(ppauth("cache", "path")).strip() == str(ppauth_env.cache_dir / "cache.db")
     assert "0 tokens" in ok(ppauth("cache", "list"))
     token = json.loads(ok(ppauth("token", "--json")))["accessToken"]
 
@@ -491,14 +491,14 @@ def test_cache_path_list_clear(emu, ppauth_env):
 
     assert "removed 1 token" in ok(ppauth("cache", "clear"))
     assert json.loads(ok(ppauth("cache", "list", "--json")))["tokens"] == []
-    assert token.encode() not in on_disk(ppauth_env.cache_dir)  # not in the log either
+    assert token.encode() not in on_disk(ppauth_env.cache_dir)  # nor in SQLite's log
     ok(ppauth("token"))
     assert emu.count("token") == 2  # cleared means asked again
 
 
 def test_cache_refuses_a_directory_others_can_read(ppauth_env):
     ppauth_env.cache_dir.mkdir(mode=0o755)
-    (ppauth_env.cache_dir / "tokens.json").write_text("{}")
+    (ppauth_env.cache_dir / "cache.db").write_text("")
     os.chmod(ppauth_env.cache_dir, 0o755)  # noqa: S103 - the unsafe mode under test
     line, hint = failed(ppauth("cache", "list"))
     assert "accessible to other users" in line and "chmod 700" in hint
@@ -558,7 +558,7 @@ def test_doctor_fails_on_a_wrong_secret_and_a_bad_cache(emu, ppauth_env):
 
 def test_doctor_reports_a_cache_log_others_can_read(emu, ppauth_env):
     ppauth_env.cache_dir.mkdir(mode=0o700)
-    log = ppauth_env.cache_dir / "tokens.json.log"
+    log = ppauth_env.cache_dir / "cache.db-wal"
     log.write_bytes(b"")
     os.chmod(log, 0o644)
     proc = ppauth("doctor")

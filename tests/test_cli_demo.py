@@ -33,7 +33,7 @@ def test_demo_small_batch_json(ppauth_env):
     assert report["calls"] == 10 and report["succeeded"] == 10 and report["failed"] == 0
     assert report["token_requests"] == 1
     assert 0 < report["auth_overhead_us"] < 1000
-    assert report["cache"].endswith("tokens.json")
+    assert report["cache"].endswith("cache.db")
     assert not os.path.exists(report["cache"])  # the temp directory is gone
     assert re.fullmatch(r"10/10 calls in \d+\.\d s\n", proc.stderr)  # one plain line, no TTY
     # the demo never touched the caller's configuration or cache

@@ -97,7 +97,8 @@ def test_login_then_token_whoami_logout(emu, ppauth_env):
     assert emu.count("devicecode") == 1
     state = load(ppauth_env.cache_dir)
     assert [v["client_id"] for v in state["RefreshToken"].values()] == [sample.public_client_id]
-    for entry in state["AccessToken"].values():
+    assert not state["AccessToken"]  # msal's copy is never stored: the token is ours, once
+    for entry in state["PPAuthToken"].values():
         assert entry["secret"] not in proc.stdout + proc.stderr
 
     # another process, another scope: the refresh token answers, nobody signs in again
@@ -135,7 +136,8 @@ def test_login_with_the_app_from_the_environment_suggests_the_profile(emu, ppaut
     assert "DEBUG" in proc.stderr
     assert "DC." not in proc.stderr  # the emulator's device codes: they redeem the sign-in
     state = load(ppauth_env.cache_dir)
-    for section in ("AccessToken", "RefreshToken", "IdToken"):
+    assert state["PPAuthToken"] and state["RefreshToken"]
+    for section in ("PPAuthToken", "RefreshToken", "IdToken"):
         for entry in state[section].values():
             assert entry["secret"] not in proc.stderr + proc.stdout
     assert "note: add device_code = true" in proc.stderr and "[profiles.default]" in proc.stderr

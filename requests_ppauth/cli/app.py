@@ -131,6 +131,13 @@ def global_options(suppress: bool) -> Parser:
         help="only these hosts (and --host-scope ones) may get a token (repeatable)",
     )
     g.add_argument(
+        "--cache",
+        default=default(None),
+        metavar="BACKEND|DIR",
+        help="token cache: file, memory, a plugin's backend, or a directory "
+        "(default: PPAUTH_CACHE, else the profile's cache, else file)",
+    )
+    g.add_argument(
         "-v",
         "--verbose",
         action="store_true",

@@ -1,9 +1,10 @@
-"""``ppauth cache path|list|clear``: the on-disk token cache (``PPAUTH_CACHE_DIR``).
+"""``ppauth cache path|list|clear``: the token cache this profile uses (``--cache``,
+``PPAUTH_CACHE``, the profile's ``cache``, else the file cache in ``PPAUTH_CACHE_DIR``),
+whichever backend that is: a plugin's works here as the file cache does.
 
-``list`` shows each token's key (authority, tenant, client, user, scope) and expiry,
-read from the cache's own ``PPAuthToken`` entries field by field: a token or refresh
-token is never printed. ``clear`` removes every token through the cache's own locked,
-atomic commit, so processes using the cache at the same moment lose nothing else.
+``list`` shows each access token's key (authority, tenant, client, user, scope) and
+expiry, field by field: a token or refresh token is never printed. ``clear`` removes
+every entry (access tokens and msal's sign-ins) in one atomic batch of the backend.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from requests_ppauth.cache import OUR_SECTION, Op, default_cache_dir
+from requests_ppauth.cache import Entry, Op
+from requests_ppauth.cache.keys import ACCESS_TOKEN_PREFIX
 from requests_ppauth.cli import common
-from requests_ppauth.file_cache import FileCache
 
 _LISTED = ("scope", "client_id", "tenant", "user", "authority")
 
@@ -26,11 +28,12 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "cache",
         parents=parents,
         help="where the token cache is, what it holds, and clearing it",
-        description="The token cache shared by every process of this user: "
-        "PPAUTH_CACHE_DIR, else the platform's cache directory.",
+        description="The token cache shared by every process of this user: --cache, "
+        "PPAUTH_CACHE or the profile's cache, else the file cache in PPAUTH_CACHE_DIR "
+        "or the platform's cache directory.",
     )
     sub = p.add_subparsers(dest="cache_command", metavar="SUBCOMMAND", required=True)
-    path = sub.add_parser("path", parents=parents, help="print the cache file's path")
+    path = sub.add_parser("path", parents=parents, help="print where the cache is")
     path.set_defaults(func=run_path)
     ls = sub.add_parser("list", parents=parents, help="cached tokens: keys and expiry only")
     ls.add_argument("--json", action="store_true", help="print JSON")
@@ -39,23 +42,17 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     clear.set_defaults(func=run_clear)
 
 
-def _cache() -> FileCache:
-    return FileCache(default_cache_dir())
-
-
 def run_path(args: argparse.Namespace) -> int:
-    """Print the file's path."""
-    sys.stdout.write(_cache().location + "\n")
+    """Print the cache's location."""
+    sys.stdout.write(common.cache_backend(args).location + "\n")
     return 0
 
 
-def entries(cache: FileCache, now: float) -> list[dict[str, Any]]:
-    """Our token entries, without their secrets, soonest expiry first."""
-    if not cache.path.exists():
-        return []
+def entries(state: Mapping[str, Entry], now: float) -> list[dict[str, Any]]:
+    """The access tokens of ``state``, without their secrets, soonest expiry first."""
     rows = []
-    for entry in cache.read().get(OUR_SECTION, {}).values():
-        if not isinstance(entry, dict):
+    for key, entry in state.items():
+        if not key.startswith(ACCESS_TOKEN_PREFIX) or not isinstance(entry, dict):
             continue
         expires_on = float(entry.get("expires_on") or 0)
         rows.append(
@@ -72,9 +69,9 @@ def entries(cache: FileCache, now: float) -> list[dict[str, Any]]:
 
 def run_list(args: argparse.Namespace) -> int:
     """Print keys and expiry."""
-    cache = _cache()
+    cache = common.cache_backend(args)
     now = time.time()
-    rows = entries(cache, now)
+    rows = entries(cache.read_all(), now)
     if args.json:
         common.print_json({"cache": cache.location, "tokens": rows})
         return 0
@@ -92,23 +89,15 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_clear(args: argparse.Namespace) -> int:
     """Remove every token (and msal's accounts and refresh tokens)."""
-    cache = _cache()
-    if not cache.path.exists():
+    cache = common.cache_backend(args)
+    state = cache.read_all()
+    if not state:
         sys.stdout.write(f"{cache.location}: nothing to clear\n")
         return 0
-    state = cache.read()
-    ops = [
-        Op(section, key)
-        for section, items in state.items()
-        # msal's sections and our tokens; the cache's own PPAuth* bookkeeping stays
-        if (section == OUR_SECTION or not section.startswith("PPAuth")) and isinstance(items, dict)
-        for key in items
-    ]
-    tokens = len(state.get(OUR_SECTION, {}))
-    if ops:
-        cache.apply(ops)
+    tokens = sum(1 for k in state if k.startswith(ACCESS_TOKEN_PREFIX))
+    cache.apply([Op(key) for key in state])
     sys.stdout.write(
         f"{cache.location}: removed {tokens} token{'s' if tokens != 1 else ''} "
-        f"({len(ops)} entries in all)\n"
+        f"({len(state)} entries in all)\n"
     )
     return 0

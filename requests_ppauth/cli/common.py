@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from requests_ppauth.auth import PowerPlatformAuth
+from requests_ppauth.cache import CacheBackend
 from requests_ppauth.cli.failures import CLIError, UsageError
 from requests_ppauth.clouds import get_cloud
 from requests_ppauth.config import Profile, load_profile
@@ -65,8 +66,21 @@ def build_auth(
         cloud=args.cloud,
         authority_host=args.authority_host,
         verify=args.ca_bundle or None,
-        cache=cache,
+        cache=(getattr(args, "cache", None) or True) if cache is True else cache,
         credential=credential,
+    )
+
+
+def cache_backend(args: argparse.Namespace) -> CacheBackend:
+    """The token cache this command uses, chosen as PowerPlatformAuth chooses it:
+    ``--cache``, else ``PPAUTH_CACHE``, else the profile's ``cache``, else ``file``."""
+    from requests_ppauth.cache.select import resolve
+
+    return resolve(
+        getattr(args, "cache", None),
+        profile_setting=profile(args).get("cache"),
+        environ=os.environ,
+        where="--cache" if getattr(args, "cache", None) else "cache",
     )
 
 

@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
                 result.auth_overhead_us = measure_overhead(url, hosts)
                 result.token_requests = emu.count("token")
                 result.discovery_requests = emu.count("discovery")
-                result.cache = str(root / "cache" / "tokens.json")
+                result.cache = str(root / "cache" / "cache.db")
         result.startup_seconds = workers.startup_seconds
     finally:
         if not args.keep:

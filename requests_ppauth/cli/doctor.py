@@ -21,13 +21,12 @@ from typing import Any
 
 from requests_ppauth._http import IdentityHttpClient
 from requests_ppauth.auth import PowerPlatformAuth
-from requests_ppauth.cache import default_cache_dir
+from requests_ppauth.cache.file import DB_FILE, DB_SIDE_FILES, FileCache
 from requests_ppauth.cli import common
 from requests_ppauth.cli.failures import describe
 from requests_ppauth.config import SECRET_KEYS, Profile, config_path, read_profiles
 from requests_ppauth.credentials import ClientCertificate, ClientSecret, Credential
 from requests_ppauth.errors import PPAuthError, TokenAcquisitionError
-from requests_ppauth.file_cache import CACHE_FILE
 from requests_ppauth.tokens import normalise_authority_host
 
 SKEW_WARN = 60.0  # the Date header has one-second resolution; a minute is clearly off
@@ -62,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the checks, print them; exit status 1 if one failed."""
     checks: list[Check] = []
     selected = check_config(args, checks)
-    check_cache(checks)
+    check_cache(args, checks)
     auth, cred = check_credential(args, checks)
     check_certificate(cred, checks)
     reachable = check_authority(args, auth, cred, checks)
@@ -116,18 +115,30 @@ def check_config(args: argparse.Namespace, checks: list[Check]) -> Profile | Non
     return selected
 
 
-def check_cache(checks: list[Check]) -> None:
-    """The cache directory (and its snapshot and log) belong to this user and nobody
-    else can read them."""
-    directory = default_cache_dir()
+def check_cache(args: argparse.Namespace, checks: list[Check]) -> None:
+    """The cache this profile uses answers; for the file cache, its directory and
+    files belong to this user and nobody else can read them."""
+    try:
+        backend = common.cache_backend(args)
+    except PPAuthError as exc:
+        checks.append(Check("cache", "fail", *describe(exc)))
+        return
+    if not isinstance(backend, FileCache):
+        try:
+            backend.get(["doctor:probe"])
+        except Exception as exc:  # any failure of a plugin's store is the finding
+            checks.append(Check("cache", "fail", f"{backend.location}: {exc}"))
+        else:
+            checks.append(Check("cache", "ok", f"{backend.location} answers"))
+        return
+    directory = backend.directory
     if not directory.exists():
         checks.append(Check("cache", "ok", f"{directory} is created (mode 700) on first use"))
         return
     problems: list[tuple[str, str]] = []
     for path, want, fix in (
         (directory, 0o700, "chmod 700"),
-        (directory / CACHE_FILE, 0o600, "chmod 600"),
-        (directory / (CACHE_FILE + ".log"), 0o600, "chmod 600"),
+        *((directory / (DB_FILE + side), 0o600, "chmod 600") for side in ("", *DB_SIDE_FILES)),
     ):
         try:
             st = os.lstat(path)

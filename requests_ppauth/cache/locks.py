@@ -1,4 +1,4 @@
-"""A kernel-blocking ``flock`` with a timeout, for the cache's log lock.
+"""A kernel-blocking ``flock`` with a timeout: the file cache's write lock.
 
 filelock waits by polling (``LOCK_NB`` and sleep). Measured here with 16 processes
 committing to one cache file: p99 2.1 s, max 3.3 s, because pollers sleep through

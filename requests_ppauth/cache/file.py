@@ -1,0 +1,505 @@
+"""The built-in token cache on disk: :class:`FileCache`, one SQLite database in a
+private directory, shared by every process of the user.
+
+Why SQLite, and not the snapshot-and-log file this project had before (measured,
+see the README): the path to a token must cost the same whatever the cache holds.
+A JSON snapshot must be parsed whole by every fresh process (197 ms at 10,000
+tokens) and rewritten whole to fold its log; an indexed database reads one row
+(about 0.4 ms for a fresh process, connection included, at any size) and a write
+touches the pages of the rows it changes. SQLite is in the standard library, is
+crash-safe by construction (a killed writer's transaction is rolled back), and
+its write-ahead log lets readers go on while a writer commits.
+
+- **Writes** are one transaction per batch of :class:`~requests_ppauth.cache.Op`
+  (``BEGIN IMMEDIATE`` … ``COMMIT``): all or nothing, and batches of different
+  processes never interleave. Writers queue on a kernel ``flock`` first
+  (:mod:`requests_ppauth.cache.locks`), which wakes the next one the moment the
+  lock is free; SQLite's own busy handler would poll with sleeps of up to 100 ms.
+- **Durability**: ``synchronous=NORMAL`` in WAL mode. A committed batch survives
+  any crash of the process (SIGKILL included); a power cut may undo the newest
+  batches, never tear the database. A token cache loses at worst a token it can
+  fetch again, and writers do not queue on one ``fsync`` each.
+- **Reads** take no lock of ours: a ``SELECT`` on the primary key, in SQLite's
+  snapshot isolation.
+- **Removed secrets leave no trace**: ``secure_delete`` zeroes deleted rows, and a
+  batch that deletes anything checkpoints and truncates the write-ahead log, so a
+  token dropped by ``logout``, ``ppauth cache clear`` or a 401 is in no file.
+- **Pruning**: rows whose ``expires_on`` is :data:`~requests_ppauth.cache.
+  protocol.PRUNE_AFTER` seconds past are deleted by a writer at most every
+  :data:`PRUNE_EVERY` seconds (an index on ``expires_on``: O(pruned rows)).
+- **Safety**: the directory is 0700, files are created 0600 (the database first,
+  under a temporary name, linked into place; SQLite gives its ``-wal`` and
+  ``-shm`` files the database's mode). A cache owned by another user, open to
+  others, or a symbolic link is refused. A file that is not this cache's database
+  (garbage, another program's database) is moved aside, kept for inspection, and
+  reported once; a new cache starts in its place.
+- **Migration**: a cache written by requests-ppauth 0.1 (``tokens.json`` and its
+  log) is converted on first use by :mod:`requests_ppauth.cache.legacy`, and its
+  files, which held tokens, are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import stat
+import threading
+import time
+import uuid
+import warnings
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from requests_ppauth.cache.paths import default_cache_dir
+from requests_ppauth.cache.protocol import PRUNE_AFTER, CacheWarning, Entry, Op, expires_on
+from requests_ppauth.errors import CacheError
+
+log = logging.getLogger("requests_ppauth.cache")
+
+DB_FILE = "cache.db"
+DB_SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's own files beside the database
+APPLICATION_ID = 0x50504154  # "PPAT" in the header: this database is a requests-ppauth cache
+SCHEMA_VERSION = 1
+WRITE_LOCK_TIMEOUT = 10.0  # a write holds the lock for a transaction: milliseconds
+BUSY_TIMEOUT_MS = 10_000  # SQLite's own wait, for what our lock does not cover
+PRUNE_EVERY = 300.0  # seconds between sweeps of long-expired tokens
+KEY_LOCK_POLL = 0.005
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS entries ("
+    " key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, expires_on REAL)",
+    "CREATE INDEX IF NOT EXISTS entries_expiry ON entries(expires_on) WHERE expires_on IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY NOT NULL, value)",
+)
+
+
+def _check_owner_and_mode(path: Path, st: os.stat_result, what: str, fix: str) -> None:
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        raise CacheError(
+            f"{what} {path} belongs to another user (uid {st.st_uid}); refusing to use it. "
+            "Set PPAUTH_CACHE_DIR to a directory of your own."
+        )
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        raise CacheError(
+            f"{what} {path} is accessible to other users (mode {stat.S_IMODE(st.st_mode):o}); "
+            f"refusing to keep tokens there: run `{fix}`"
+        )
+
+
+def _dumps(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class _UnusableError(Exception):
+    """The database file is not a usable cache (corrupt, foreign): move it aside."""
+
+
+# A forked child must not touch its parent's SQLite connections: it would share their
+# file locks' bookkeeping. It drops them, unclosed (closing could checkpoint the parent's
+# log), and keeps them referenced so that the garbage collector does not close them.
+_caches: weakref.WeakSet[FileCache] = weakref.WeakSet()
+_inherited: list[Any] = []
+
+
+def _after_fork() -> None:
+    for cache in list(_caches):
+        cache._mutex = threading.RLock()
+        cache._prepared = False  # reopen (outside the write lock) on first use
+        if cache._conn is not None:
+            _inherited.append(cache._conn)
+            cache._conn = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+class FileCache:
+    """:class:`~requests_ppauth.cache.CacheBackend` in a directory of this machine
+    (see the module docstring). ``options`` are a profile's cache settings: the
+    file cache takes ``directory``."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        options = dict(options or {})
+        if directory is None and "directory" in options:
+            directory = str(options.pop("directory"))
+        if options:
+            raise ValueError(f"the file cache takes only 'directory', not {sorted(options)}")
+        self.directory = (
+            Path(directory).expanduser() if directory is not None else default_cache_dir()
+        )
+        self.path = self.directory / DB_FILE
+        self._lock_path = self.directory / (DB_FILE + ".lock")
+        self._mutex = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._prepared = False
+        self._warned = False
+        self._pruned_at = 0.0
+        _caches.add(self)
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"FileCache({str(self.directory)!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"directory": self.directory}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["directory"])  # type: ignore[misc]
+
+    # -- setup ---------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create the directory 0700 (and its lock folder) or check an existing one;
+        create the database if there is none, converting a 0.1 cache found there."""
+        if self._prepared:
+            return
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            st = os.lstat(self.directory)
+        except OSError as exc:
+            raise CacheError(
+                f"cannot create the token cache directory {self.directory}: {exc.strerror}"
+            ) from None
+        if stat.S_ISLNK(st.st_mode):
+            st = os.stat(self.directory)
+        _check_owner_and_mode(
+            self.directory, st, "token cache directory", f"chmod 700 {self.directory}"
+        )
+        with contextlib.suppress(FileExistsError):
+            (self.directory / "locks").mkdir(mode=0o700)
+        self._sweep_temp_files()
+        with self._mutex:
+            self._connection()
+        self._prepared = True
+
+    def _sweep_temp_files(self) -> None:
+        """Remove temp files left by processes killed while creating the database."""
+        for tmp in self.directory.glob(f".{DB_FILE}.*.tmp"):
+            try:
+                pid = int(tmp.name.split(".")[3])
+            except (IndexError, ValueError):
+                continue
+            if pid == os.getpid():
+                continue
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+            except PermissionError:
+                pass  # alive, someone else's
+
+    def _check_files(self) -> bool:
+        """Refuse unsafe files; whether the database exists."""
+        exists = False
+        for suffix in ("", *DB_SIDE_FILES):
+            path = Path(str(self.path) + suffix)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                raise CacheError(
+                    f"token cache file {path} is a symbolic link; requests-ppauth does not "
+                    "follow links for token files. Remove it, or point PPAUTH_CACHE_DIR at "
+                    "the real directory."
+                )
+            _check_owner_and_mode(path, st, "token cache file", f"chmod 600 {path}")
+            exists = exists or suffix == ""
+        return exists
+
+    def _create_database_file(self) -> None:
+        """An empty 0600 file at the database's path, unless one appeared meanwhile.
+
+        Created under a temporary name and hard-linked into place: the link fails if
+        another process won the race, and no descriptor on the live database is ever
+        closed by us (closing one would drop SQLite's POSIX locks in this process)."""
+        tmp = self.directory / f".{DB_FILE}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600
+        )
+        os.close(fd)
+        try:
+            os.link(tmp, self.path)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise CacheError(f"cannot create {self.path}: {exc.strerror}") from None
+            # a file system without hard links: exclusive create of the real name
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def _connection(self) -> sqlite3.Connection:
+        """This process's connection (caller holds ``_mutex``), opened and checked on
+        first use; a file that is not a usable cache is moved aside once."""
+        if self._conn is not None:
+            return self._conn
+        for attempt in range(2):
+            if not self._check_files():
+                self._create_database_file()
+                self._check_files()
+            try:
+                conn = self._open()
+            except _UnusableError as exc:
+                if attempt:
+                    raise CacheError(f"cannot use the token cache {self.path}: {exc}") from None
+                self._set_aside(str(exc))
+                continue
+            self._conn = conn
+            return conn
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _open(self) -> sqlite3.Connection:
+        uri = f"{self.path.as_uri()}?nofollow=1"
+        try:
+            conn = sqlite3.connect(
+                uri, uri=True, isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot open the token cache {self.path}: {exc}") from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if app_id == APPLICATION_ID and version == SCHEMA_VERSION:
+                self._tune(conn)
+                return conn
+            if app_id not in (0, APPLICATION_ID) or version not in (0, SCHEMA_VERSION):
+                raise _UnusableError(f"it is another program's database (id {app_id}, v{version})")
+            if app_id == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                raise _UnusableError("it is another program's database")
+            with self._write_lock():
+                self._initialise(conn)
+            self._tune(conn)
+            return conn
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise CacheError(f"the token cache {self.path} is locked: {exc}") from None
+            raise _UnusableError(str(exc)) from None
+        except BaseException:
+            conn.close()
+            raise
+
+    @staticmethod
+    def _tune(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA synchronous=NORMAL")  # see the module docstring
+        conn.execute("PRAGMA secure_delete=ON")  # a deleted token's bytes are zeroed
+
+    def _initialise(self, conn: sqlite3.Connection) -> None:
+        """Under the write lock: the schema, then the 0.1 cache's entries, if any."""
+        if conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID:
+            return  # another process initialised it while we waited
+        # 8 kB pages: a token entry (~1.5 kB) fits five to a page, not two with a kB lost
+        conn.execute("PRAGMA page_size=8192")
+        conn.execute("PRAGMA journal_mode=WAL")
+        from requests_ppauth.cache import legacy
+
+        with legacy.held(self.directory) as old:  # 0.1 writers wait meanwhile
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                for op in old.ops if old is not None else ():
+                    self._apply_one(conn, op)
+                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            if old is None:
+                return
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            old.remove()  # its files held tokens: only now that they are in the database
+        log.info("converted the 0.1 token cache in %s (%d entries)", self.directory, len(old.ops))
+        for message in old.problems:
+            self._report(message)
+
+    def _set_aside(self, why: str) -> None:
+        """Move an unusable database (and its side files) aside, under the write lock."""
+        with self._write_lock():
+            aside = self.path.with_name(
+                f"{DB_FILE}.corrupt-{int(time.time())}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            )
+            try:
+                os.replace(self.path, aside)
+            except FileNotFoundError:
+                return  # someone else moved it already
+            for suffix in DB_SIDE_FILES:
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(str(self.path) + suffix, str(aside) + suffix)
+        self._report(f"token cache {self.path} is not usable ({why}); moved it to {aside}")
+
+    def _report(self, message: str) -> None:
+        log.warning(message)
+        if not self._warned:
+            warnings.warn(message, CacheWarning, stacklevel=4)
+            self._warned = True
+
+    def _write_lock(self) -> contextlib.AbstractContextManager[None]:
+        from requests_ppauth.cache.locks import exclusive
+
+        return exclusive(self._lock_path, WRITE_LOCK_TIMEOUT)
+
+    # -- reading -------------------------------------------------------------------
+    def get(self, keys: Sequence[str]) -> dict[str, Entry]:
+        """The entries at ``keys``: one indexed ``SELECT``, no lock of ours."""
+        if not keys:
+            return {}
+        self.prepare()
+        marks = ",".join("?" * len(keys))
+        rows = self._query(f"SELECT key, value FROM entries WHERE key IN ({marks})", keys)  # noqa: S608 - placeholders only
+        return self._decode(rows)
+
+    def read_all(self) -> Mapping[str, Entry]:
+        """Every entry (listing and sign-out only)."""
+        self.prepare()
+        return self._decode(self._query("SELECT key, value FROM entries", ()))
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[str, str]]:
+        try:
+            with self._mutex:
+                return list(self._connection().execute(sql, tuple(params)))
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot read the token cache {self.path}: {exc}") from None
+
+    def _decode(self, rows: Sequence[tuple[str, str]]) -> dict[str, Entry]:
+        found: dict[str, Entry] = {}
+        for key, raw in rows:
+            value = self._load(raw)
+            if value is not None:
+                found[key] = value
+        return found
+
+    def _load(self, raw: Any) -> Entry | None:
+        """A stored entry, or None (and a log line) if it is not a JSON object."""
+        try:
+            value = json.loads(raw)
+        except (TypeError, ValueError):
+            value = None
+        if isinstance(value, dict):
+            return value
+        log.warning("token cache %s: skipped a damaged entry", self.path)
+        return None
+
+    def _current(self, conn: sqlite3.Connection, key: str) -> Entry:
+        row = conn.execute("SELECT value FROM entries WHERE key=?", (key,)).fetchone()
+        return (self._load(row[0]) or {}) if row else {}
+
+    # -- writing -------------------------------------------------------------------
+    def apply(self, ops: Sequence[Op]) -> None:
+        """One transaction for ``ops``; a batch that deletes anything also wipes the
+        write-ahead log, so what it removed is gone from every file."""
+        if not ops:
+            return
+        self.prepare()
+        purge = any(op.value is None and op.fields is None for op in ops)
+        try:
+            with self._write_lock(), self._mutex:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for op in ops:
+                        self._apply_one(conn, op)
+                    self._maybe_prune(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+                if purge:
+                    busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                    if busy:  # a reader kept the log; the next deleting batch retries
+                        log.debug("token cache %s: log not truncated (busy)", self.path)
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot write to the token cache {self.path}: {exc}") from None
+
+    def _apply_one(self, conn: sqlite3.Connection, op: Op) -> None:
+        if op.fields is not None:
+            entry = dict(self._current(conn, op.key))
+            for name, value in op.fields.items():
+                if value is None:
+                    entry.pop(name, None)
+                else:
+                    entry[name] = value
+            if entry:
+                self._put(conn, op.key, entry)
+            else:
+                conn.execute("DELETE FROM entries WHERE key=?", (op.key,))
+        elif op.value is not None:
+            self._put(conn, op.key, op.value)
+        elif op.if_secret is None:
+            conn.execute("DELETE FROM entries WHERE key=?", (op.key,))
+        else:
+            if self._current(conn, op.key).get("secret") == op.if_secret:
+                conn.execute("DELETE FROM entries WHERE key=?", (op.key,))
+
+    @staticmethod
+    def _put(conn: sqlite3.Connection, key: str, value: Mapping[str, Any]) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO entries (key, value, expires_on) VALUES (?, ?, ?)",
+            (key, _dumps(value), expires_on(value)),
+        )
+
+    def _maybe_prune(self, conn: sqlite3.Connection) -> None:
+        """Drop long-expired tokens, at most every PRUNE_EVERY seconds per cache."""
+        now = time.time()
+        if now - self._pruned_at < PRUNE_EVERY:
+            return
+        row = conn.execute("SELECT value FROM meta WHERE name='pruned_at'").fetchone()
+        if row and isinstance(row[0], int | float) and now - float(row[0]) < PRUNE_EVERY:
+            self._pruned_at = float(row[0])
+            return
+        conn.execute("DELETE FROM entries WHERE expires_on < ?", (now - PRUNE_AFTER,))
+        conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('pruned_at', ?)", (now,))
+        self._pruned_at = now
+
+    # -- single-flight locks -------------------------------------------------------
+    def _key_path(self, key: str) -> Path:
+        return self.directory / "locks" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".lock")
+
+    def key_lock(self, key: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
+        """Hold ``key``'s lock; yields False (holding nothing) when ``timeout`` passed."""
+        return self._held(key, timeout)
+
+    def try_key_lock(self, key: str) -> contextlib.AbstractContextManager[bool]:
+        """Take ``key``'s lock only if free right now."""
+        return self._held(key, 0)
+
+    @contextlib.contextmanager
+    def _held(self, key: str, timeout: float) -> Iterator[bool]:
+        # filelock's polling is fine here: waits are for a token request, tens of ms
+        from filelock import FileLock, Timeout
+
+        self.prepare()
+        lock = FileLock(
+            str(self._key_path(key)), timeout=timeout, mode=0o600, poll_interval=KEY_LOCK_POLL
+        )
+        try:
+            lock.acquire(blocking=timeout > 0)
+        except Timeout:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()

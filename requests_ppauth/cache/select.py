@@ -1,0 +1,130 @@
+"""Choosing a cache backend from a setting, the same way everywhere:
+``PowerPlatformAuth(cache=...)``, a profile's ``cache``, ``PPAUTH_CACHE``, and every
+``ppauth`` command that touches the cache.
+
+A setting is one of:
+
+- ``True`` / ``None`` (nothing said): ``PPAUTH_CACHE`` if set, else the profile's
+  ``cache``, else the file cache in ``PPAUTH_CACHE_DIR`` or the platform directory;
+- ``False``: :class:`MemoryCache` (this process only);
+- a registered backend name: ``"file"``, ``"memory"``, or a plugin's (``"redis"``);
+- a directory: a path with a separator, ``~``, ``.`` or ``..`` (``"./tokens"``,
+  ``"/var/cache/ppauth"``), or any ``os.PathLike``; ``""`` is an error (it used to
+  mean "the current directory" by accident);
+- a table ``{backend = "redis", url = "..."}``: the backend, given the other keys
+  as its options (that is how configuration reaches a plugin's factory);
+- a :class:`CacheBackend` object, used as it is.
+
+A bare name that no plugin registered is an error listing the registered names:
+``cache="sqlit"`` must not silently create ``./sqlit``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from requests_ppauth.cache.protocol import CacheBackend
+from requests_ppauth.errors import ConfigurationError
+
+CacheSetting = bool | str | os.PathLike[str] | Mapping[str, Any] | CacheBackend | None
+
+
+def _looks_like_path(text: str) -> bool:
+    return (
+        os.sep in text
+        or "/" in text
+        or text.startswith("~")
+        or text in (".", "..")
+        or (os.altsep is not None and os.altsep in text)
+    )
+
+
+def builtin_backends() -> dict[str, Callable[[Mapping[str, Any]], CacheBackend]]:
+    """The backends that need no plugin."""
+    from requests_ppauth.cache.file import FileCache
+    from requests_ppauth.cache.memory import MemoryCache
+
+    return {
+        "file": lambda options: FileCache(options=options),
+        "memory": lambda options: MemoryCache(options),
+    }
+
+
+def registered_backends() -> dict[str, Callable[[Mapping[str, Any]], Any]]:
+    """Built-in and plugin backends by name (loads plugins)."""
+    from requests_ppauth.plugins import get_plugins
+
+    return get_plugins().cache_backends()
+
+
+def resolve(
+    setting: CacheSetting,
+    *,
+    profile_setting: Any = None,
+    environ: Mapping[str, str] | None = None,
+    where: str = "cache",
+) -> CacheBackend:
+    """The backend ``setting`` names (see the module docstring)."""
+    env = os.environ if environ is None else environ
+    if setting is None or setting is True:
+        if env.get("PPAUTH_CACHE"):
+            return resolve(env["PPAUTH_CACHE"], environ=env, where="PPAUTH_CACHE")
+        if profile_setting is not None:
+            return resolve(profile_setting, environ=env, where="the profile's cache")
+        setting = "file"
+    if setting is False:
+        from requests_ppauth.cache.memory import MemoryCache
+
+        return MemoryCache()
+    if isinstance(setting, CacheBackend):
+        return setting
+    if isinstance(setting, os.PathLike):
+        from requests_ppauth.cache.file import FileCache
+
+        return FileCache(setting)
+    options: dict[str, Any] = {}
+    if isinstance(setting, Mapping):
+        options = dict(setting)
+        name = options.pop("backend", None)
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(
+                f'{where}: a cache table needs backend = "<name>" (e.g. backend = "file")'
+            )
+        setting = name
+    if not isinstance(setting, str):
+        raise ConfigurationError(
+            f"{where}={setting!r}: pass True, False, a backend name, a directory, a table "
+            "with backend = ..., or a CacheBackend"
+        )
+    if not setting.strip():
+        raise ConfigurationError(
+            f"{where} is empty: name a backend (file, memory, ...) or a directory "
+            '("." for the current one)'
+        )
+    if _looks_like_path(setting):
+        if options:
+            raise ConfigurationError(f"{where}: a directory takes no options")
+        from requests_ppauth.cache.file import FileCache
+
+        return FileCache(Path(setting))
+    factories = registered_backends()
+    factory = factories.get(setting)
+    if factory is None:
+        raise ConfigurationError(
+            f"{where}: no cache backend is named {setting!r}; registered: "
+            f"{', '.join(sorted(factories))}. For a directory, write a path "
+            f"(./{setting})"
+        )
+    try:
+        backend = factory(options)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"{where}: cache backend {setting!r}: {exc}") from None
+    if not isinstance(backend, CacheBackend):
+        raise ConfigurationError(
+            f"{where}: cache backend {setting!r} made a {type(backend).__name__}, which is "
+            "not a CacheBackend (get, apply, read_all, key_lock, try_key_lock, location)"
+        )
+    return backend
