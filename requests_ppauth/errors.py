@@ -165,3 +165,9 @@ class TokenAcquisitionError(PPAuthError):
 
 class CacheError(PPAuthError, OSError):
     """The on-disk token cache cannot be used (permissions, ownership, I/O)."""
+
+
+class UnsafeCacheError(CacheError, UnsafeFileError):
+    """A token cache file or directory is unsafe: a symbolic link, another user's, or
+    open to others. Never worked around: the request fails, where an unavailable
+    cache only costs sharing."""

@@ -40,6 +40,7 @@ from requests_ppauth.errors import (
     ConfigurationError,
     PPAuthError,
     TokenAcquisitionError,
+    UnsafeCacheError,
 )
 from requests_ppauth.flows import (
     device_code_flow,
@@ -299,6 +300,8 @@ class TokenProvider:
             key = self.key(scope)
             try:
                 return self._get_shared(scope, key, current, now)
+            except UnsafeCacheError:
+                raise  # a cache someone else can touch is refused, never worked around
             except CacheError as exc:
                 # the cache is down or unusable: a token without it beats no token
                 self._warn_cache(exc)

@@ -29,6 +29,14 @@ def entries(directory: Path) -> dict[str, Any]:
         conn.close()
 
 
+def group(directory: Path, name: str) -> dict[str, Any]:
+    """The test writers' entries ``<name>:<key>`` = ``{"v": value}``, as ``{key: value}``."""
+    prefix = name + ":"
+    return {
+        k[len(prefix) :]: v.get("v") for k, v in entries(directory).items() if k.startswith(prefix)
+    }
+
+
 def token_entry_key(key: str) -> str:
     """Where the access token of a provider's token key lives."""
     return "at:" + hashlib.sha256(key.encode()).hexdigest()[:40]

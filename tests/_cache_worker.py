@@ -153,7 +153,7 @@ def get(args: argparse.Namespace) -> dict[str, object]:
 
 
 def hold_key_lock(args: argparse.Namespace) -> None:
-    from requests_ppauth.file_cache import FileCache
+    from requests_ppauth.cache.file import FileCache
 
     with FileCache(args.dir).key_lock(args.key, timeout=10) as held:
         print("held" if held else "not-held", flush=True)
@@ -161,8 +161,8 @@ def hold_key_lock(args: argparse.Namespace) -> None:
 
 
 def hold_file_lock(args: argparse.Namespace) -> None:
-    from requests_ppauth._flock import exclusive
-    from requests_ppauth.file_cache import FileCache
+    from requests_ppauth.cache.file import FileCache
+    from requests_ppauth.cache.locks import exclusive
 
     cache = FileCache(args.dir)
     cache.prepare()
@@ -173,7 +173,7 @@ def hold_file_lock(args: argparse.Namespace) -> None:
 
 def write(args: argparse.Namespace) -> dict[str, object]:
     from requests_ppauth.cache import Op
-    from requests_ppauth.file_cache import FileCache
+    from requests_ppauth.cache.file import FileCache
 
     cache = FileCache(args.dir)
     cache.prepare()
@@ -187,12 +187,12 @@ def write(args: argparse.Namespace) -> dict[str, object]:
             and written >= args.min_writes  # on a loaded machine, keep going until then
         ):
             break
-        key, value = f"{args.prefix}-{i}", i
-        ops = [Op(args.section, key, value)]
-        if args.pad:  # bulk that fills the log, in 8 slots: the snapshot stays small
-            ops.append(Op("Pad", f"{args.prefix}-{i % 8}", "x" * args.pad))
-        if args.twin:  # the same key in a second section, in the same commit
-            ops.append(Op(args.section + "-twin", key, value))
+        key, value = f"{args.prefix}-{i}", {"v": i}
+        ops = [Op(f"{args.section}:{key}", value)]
+        if args.pad:  # bulk, in 8 slots: pages rewritten, the log grows and is checkpointed
+            ops.append(Op(f"Pad:{args.prefix}-{i % 8}", {"pad": "x" * args.pad}))
+        if args.twin:  # a second key with the same value, in the same batch
+            ops.append(Op(f"{args.section}-twin:{key}", value))
         cache.apply(ops)
         written += 1
     return {"written": written, "seconds": time.monotonic() - started}

@@ -59,7 +59,7 @@ from typing import Any
 
 from requests_ppauth.cache.paths import default_cache_dir
 from requests_ppauth.cache.protocol import PRUNE_AFTER, CacheWarning, Entry, Op, expires_on
-from requests_ppauth.errors import CacheError
+from requests_ppauth.errors import CacheError, UnsafeCacheError
 
 log = logging.getLogger("requests_ppauth.cache")
 
@@ -82,12 +82,12 @@ _SCHEMA = (
 
 def _check_owner_and_mode(path: Path, st: os.stat_result, what: str, fix: str) -> None:
     if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
-        raise CacheError(
+        raise UnsafeCacheError(
             f"{what} {path} belongs to another user (uid {st.st_uid}); refusing to use it. "
             "Set PPAUTH_CACHE_DIR to a directory of your own."
         )
     if stat.S_IMODE(st.st_mode) & 0o077:
-        raise CacheError(
+        raise UnsafeCacheError(
             f"{what} {path} is accessible to other users (mode {stat.S_IMODE(st.st_mode):o}); "
             f"refusing to keep tokens there: run `{fix}`"
         )
@@ -101,24 +101,41 @@ class _UnusableError(Exception):
     """The database file is not a usable cache (corrupt, foreign): move it aside."""
 
 
-# A forked child must not touch its parent's SQLite connections: it would share their
-# file locks' bookkeeping. It drops them, unclosed (closing could checkpoint the parent's
-# log), and keeps them referenced so that the garbage collector does not close them.
+# SQLite must not be open across a fork(): the child would inherit the library's
+# bookkeeping of the parent's file locks without the locks themselves, and could later
+# believe it holds a lock on the log index that nobody holds. So, the pthread_atfork
+# way: before a fork, wait for each cache's operation in progress (its mutex) and close
+# its connection; both sides reopen on their next operation.
 _caches: weakref.WeakSet[FileCache] = weakref.WeakSet()
-_inherited: list[Any] = []
+_forking: list[FileCache] = []
 
 
-def _after_fork() -> None:
+def _before_fork() -> None:
     for cache in list(_caches):
-        cache._mutex = threading.RLock()
-        cache._prepared = False  # reopen (outside the write lock) on first use
+        cache._mutex.acquire()
+        _forking.append(cache)
         if cache._conn is not None:
-            _inherited.append(cache._conn)
+            with contextlib.suppress(sqlite3.Error):
+                cache._conn.close()
             cache._conn = None
 
 
+def _after_fork_in_parent() -> None:
+    while _forking:
+        _forking.pop()._mutex.release()
+
+
+def _after_fork_in_child() -> None:
+    while _forking:
+        _forking.pop()._mutex = threading.RLock()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 class FileCache:
@@ -188,7 +205,7 @@ class FileCache:
 
     def _sweep_temp_files(self) -> None:
         """Remove temp files left by processes killed while creating the database."""
-        for tmp in self.directory.glob(f".{DB_FILE}.*.tmp"):
+        for tmp in self.directory.glob(f".{DB_FILE}.*.tmp*"):
             try:
                 pid = int(tmp.name.split(".")[3])
             except (IndexError, ValueError):
@@ -213,7 +230,7 @@ class FileCache:
             except FileNotFoundError:
                 continue
             if stat.S_ISLNK(st.st_mode):
-                raise CacheError(
+                raise UnsafeCacheError(
                     f"token cache file {path} is a symbolic link; requests-ppauth does not "
                     "follow links for token files. Remove it, or point PPAUTH_CACHE_DIR at "
                     "the real directory."
@@ -222,30 +239,74 @@ class FileCache:
             exists = exists or suffix == ""
         return exists
 
-    def _create_database_file(self) -> None:
-        """An empty 0600 file at the database's path, unless one appeared meanwhile.
+    def _create_database(self) -> None:
+        """Build a complete cache under a temporary name (0600; the 0.1 cache's entries
+        converted into it) and hard-link it into place, under the write lock.
 
-        Created under a temporary name and hard-linked into place: the link fails if
-        another process won the race, and no descriptor on the live database is ever
-        closed by us (closing one would drop SQLite's POSIX locks in this process)."""
-        tmp = self.directory / f".{DB_FILE}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600
-        )
-        os.close(fd)
+        No process ever opens a database that is not initialised yet (switching one to
+        WAL while others have it open can fail), and no descriptor on the live
+        database is ever closed by us: closing one would drop SQLite's POSIX locks in
+        this process."""
+        with self._write_lock():
+            if os.path.lexists(self.path):
+                return  # another process made it while we waited
+            tmp = self.directory / f".{DB_FILE}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            os.close(os.open(tmp, flags, 0o600))
+            try:
+                conn = sqlite3.connect(tmp, isolation_level=None)
+                try:
+                    # 8 kB pages: a token entry (~1.5 kB) fits five to a page, not two
+                    conn.execute("PRAGMA page_size=8192")
+                    conn.execute("PRAGMA journal_mode=WAL")  # in the file's header: for good
+                    conn.execute("PRAGMA secure_delete=ON")
+                    from requests_ppauth.cache import legacy
+
+                    with legacy.held(self.directory) as old:  # 0.1 writers wait meanwhile
+                        self._fill(conn, old.ops if old is not None else ())
+                        conn.close()  # folds its log into the file: one file to link
+                        try:
+                            os.link(tmp, self.path)
+                        except OSError as exc:  # a file system without hard links: we
+                            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                                raise  # hold the write lock, so a rename is as safe
+                            os.rename(tmp, self.path)
+                        if old is not None:
+                            old.remove()  # its files held tokens: gone only once linked
+                finally:
+                    conn.close()
+            except sqlite3.Error as exc:
+                raise CacheError(f"cannot create the token cache {self.path}: {exc}") from None
+            except OSError as exc:
+                raise CacheError(
+                    f"cannot create the token cache {self.path}: {exc.strerror}"
+                ) from None
+            finally:
+                for suffix in ("", *DB_SIDE_FILES):
+                    with contextlib.suppress(OSError):
+                        os.unlink(str(tmp) + suffix)
+        if old is not None:
+            log.info(
+                "converted the 0.1 token cache in %s (%d entries)", self.directory, len(old.ops)
+            )
+            for message in old.problems:
+                self._report(message)
+
+    def _fill(self, conn: sqlite3.Connection, ops: Sequence[Op]) -> None:
+        """The schema, ``ops`` and this cache's marks, in one transaction."""
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            os.link(tmp, self.path)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
-                raise CacheError(f"cannot create {self.path}: {exc.strerror}") from None
-            # a file system without hard links: exclusive create of the real name
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            for op in ops:
+                self._apply_one(conn, op)
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
 
     def _connection(self) -> sqlite3.Connection:
         """This process's connection (caller holds ``_mutex``), opened and checked on
@@ -254,7 +315,7 @@ class FileCache:
             return self._conn
         for attempt in range(2):
             if not self._check_files():
-                self._create_database_file()
+                self._create_database()
                 self._check_files()
             try:
                 conn = self._open()
@@ -305,34 +366,13 @@ class FileCache:
         conn.execute("PRAGMA secure_delete=ON")  # a deleted token's bytes are zeroed
 
     def _initialise(self, conn: sqlite3.Connection) -> None:
-        """Under the write lock: the schema, then the 0.1 cache's entries, if any."""
+        """Under the write lock: make an empty database file found in place a cache."""
         if conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID:
             return  # another process initialised it while we waited
-        # 8 kB pages: a token entry (~1.5 kB) fits five to a page, not two with a kB lost
         conn.execute("PRAGMA page_size=8192")
-        conn.execute("PRAGMA journal_mode=WAL")
-        from requests_ppauth.cache import legacy
-
-        with legacy.held(self.directory) as old:  # 0.1 writers wait meanwhile
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                for op in old.ops if old is not None else ():
-                    self._apply_one(conn, op)
-                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            if old is None:
-                return
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            old.remove()  # its files held tokens: only now that they are in the database
-        log.info("converted the 0.1 token cache in %s (%d entries)", self.directory, len(old.ops))
-        for message in old.problems:
-            self._report(message)
+        if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
+            log.warning("token cache %s: could not switch to WAL mode", self.path)
+        self._fill(conn, ())
 
     def _set_aside(self, why: str) -> None:
         """Move an unusable database (and its side files) aside, under the write lock."""

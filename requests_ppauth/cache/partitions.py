@@ -23,7 +23,7 @@ from typing import Any
 
 from requests_ppauth.cache.keys import FIELD_SEPARATOR, access_token_key
 from requests_ppauth.cache.protocol import CacheBackend, Entry, Op
-from requests_ppauth.errors import CacheError
+from requests_ppauth.errors import CacheError, UnsafeCacheError
 
 log = logging.getLogger("requests_ppauth")
 
@@ -110,6 +110,8 @@ class SharedTokens:
         if partition is not None:
             try:
                 fields = self.partition(partition)
+            except UnsafeCacheError:
+                raise
             except CacheError as exc:
                 log.warning("could not read sign-ins from %s: %s", self.backend.location, exc)
             self._loaded[partition] = fields
