@@ -2,19 +2,18 @@
 
 ``session.auth = PowerPlatformAuth()``: tokens from Entra ID through msal, for
 credentials found by pluggable sources. Importing this package imports neither
-msal nor filelock and reads no file: everything starts on the first request.
+msal, pluggy nor filelock and reads no file: everything starts on the first
+request. Names other than :class:`PowerPlatformAuth` and the errors are loaded on
+first access (PEP 562), so ``from requests_ppauth import hookimpl`` loads pluggy
+only for the plugin that asks for it.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from requests_ppauth.auth import PowerPlatformAuth
-from requests_ppauth.credentials import (
-    ClientCertificate,
-    ClientSecret,
-    Credential,
-    DeviceCode,
-    ManagedIdentity,
-    UsernamePassword,
-    WorkloadIdentity,
-)
 from requests_ppauth.errors import (
     CacheError,
     ConfigurationError,
@@ -25,17 +24,71 @@ from requests_ppauth.errors import (
     SecretReferenceError,
     SourceError,
     TokenAcquisitionError,
+    UnsafeCacheError,
     UnsafeFileError,
 )
-from requests_ppauth.hookspecs import hookimpl
-from requests_ppauth.source_api import (
-    CredentialSource,
-    RequestAwareResolver,
-    SecretResolver,
-    SecretStore,
-    SourceRequest,
-)
-from requests_ppauth.tokens import AccessToken, ROPCWarning
+
+if TYPE_CHECKING:
+    from requests_ppauth.credentials import (
+        ClientCertificate,
+        ClientSecret,
+        Credential,
+        DeviceCode,
+        ManagedIdentity,
+        UsernamePassword,
+        WorkloadIdentity,
+    )
+    from requests_ppauth.hookspecs import hookimpl
+    from requests_ppauth.source_api import (
+        CredentialSource,
+        RequestAwareResolver,
+        SecretResolver,
+        SecretStore,
+        SourceRequest,
+    )
+    from requests_ppauth.tokens import AccessToken, ROPCWarning
+
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "ClientCertificate",
+            "ClientSecret",
+            "Credential",
+            "DeviceCode",
+            "ManagedIdentity",
+            "UsernamePassword",
+            "WorkloadIdentity",
+        ),
+        "requests_ppauth.credentials",
+    ),
+    "hookimpl": "requests_ppauth.hookspecs",
+    **dict.fromkeys(
+        (
+            "CredentialSource",
+            "RequestAwareResolver",
+            "SecretResolver",
+            "SecretStore",
+            "SourceRequest",
+        ),
+        "requests_ppauth.source_api",
+    ),
+    "AccessToken": "requests_ppauth.tokens",
+    "ROPCWarning": "requests_ppauth.tokens",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: later lookups are plain
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "AccessToken",
@@ -60,6 +113,7 @@ __all__ = [
     "SourceError",
     "SourceRequest",
     "TokenAcquisitionError",
+    "UnsafeCacheError",
     "UnsafeFileError",
     "UsernamePassword",
     "WorkloadIdentity",

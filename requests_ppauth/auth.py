@@ -13,18 +13,20 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from requests.auth import AuthBase
 from requests.cookies import extract_cookies_to_jar
 from requests.models import PreparedRequest, Response
 
-from requests_ppauth.cache import CacheBackend
 from requests_ppauth.clouds import Cloud, get_cloud, is_loopback, scope_for_host
-from requests_ppauth.credentials import Credential
 from requests_ppauth.errors import ConfigurationError, HostNotAllowedError, InsecureTransportError
-from requests_ppauth.tokens import TokenProvider
+
+if TYPE_CHECKING:  # loaded with the first token: `import requests_ppauth` stays light
+    from requests_ppauth.cache import CacheBackend
+    from requests_ppauth.credentials import Credential
+    from requests_ppauth.tokens import TokenProvider
 
 _OPTIONS = (
     "profile",
@@ -171,6 +173,8 @@ class PowerPlatformAuth(AuthBase):
         if provider is None:
             with self._lock:
                 if self._provider is None:
+                    from requests_ppauth.tokens import TokenProvider
+
                     settled = self._settle()
                     self._provider = TokenProvider(
                         self._find_credential,

@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Cloud:
-    """One national cloud: where to sign in and which hosts are Power Platform's."""
+class Cloud(NamedTuple):
+    """One national cloud: where to sign in and which hosts are Power Platform's.
+
+    A NamedTuple, not a dataclass: importing ``dataclasses`` (and ``inspect`` with it)
+    would add a fifth to the cost of ``import requests_ppauth``."""
 
     name: str
     authority_host: str
     # exact host -> scope
-    hosts: dict[str, str] = field(default_factory=dict)
+    hosts: dict[str, str] = {}  # noqa: RUF012 - a NamedTuple default, never mutated
     # host suffix (".api.powerplatform.com") -> scope, for per-environment hosts
-    suffixes: dict[str, str] = field(default_factory=dict)
+    suffixes: dict[str, str] = {}  # noqa: RUF012 - a NamedTuple default, never mutated
     # Dataverse organisation hosts: the scope is https://<org host>/.default
     dataverse: re.Pattern[str] = re.compile(r"(?!)")
 

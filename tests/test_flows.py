@@ -358,12 +358,13 @@ def test_nothing_happens_at_construction(ppauth_emulator, ppauth_env):
     assert emu.count("token") == 1
 
 
-def test_import_and_construction_do_not_import_msal():
+def test_import_and_construction_load_neither_msal_nor_pluggy_nor_a_cache():
     code = (
         "import sys, requests_ppauth\n"
         "a = requests_ppauth.PowerPlatformAuth(hosts={'h.example': 'https://x/.default'})\n"
         "repr(a)\n"
-        "print(sorted(m for m in ('msal', 'filelock') if m in sys.modules))\n"
+        "heavy = ('msal', 'filelock', 'pluggy', 'sqlite3', 'dataclasses', 'requests_ppauth.tokens')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     root = Path(requests_ppauth.__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=str(root))
