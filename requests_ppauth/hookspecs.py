@@ -8,8 +8,8 @@ the host owns ordering, de-duplication and validation (the pattern of llm's
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -64,16 +64,47 @@ def ppauth_register_secret_resolvers(register: Callable[[SecretResolver], None])
 
 @hookspec
 def ppauth_register_cache_backends(
-    register: Callable[[str, Callable[[], CacheBackend]], None],
+    register: Callable[[str, Callable[[Mapping[str, Any]], CacheBackend]], None],
 ) -> None:
     """Register token cache backends by name: ``register("redis", make_redis_cache)``.
 
-    :param register: takes a name and a factory returning an object satisfying
-        :class:`requests_ppauth.cache.CacheBackend` (``read``, ``apply``,
-        ``key_lock``, ``try_key_lock``, ``location``). ``PowerPlatformAuth(cache=
-        "redis")`` then shares tokens through it, with the same single-flight and
-        refresh rules as the built-in file cache. ``file`` is the built-in name.
-    :return: nothing; every plugin's implementation runs. A duplicate name is an error.
+    :param register: takes a name and a factory. The factory is called with the
+        backend's options, a mapping: the other keys of a profile's
+        ``cache = { backend = "redis", url = "..." }`` table, or ``{}`` when the
+        backend is named bare (``PPAUTH_CACHE=redis``, ``cache = "redis"``,
+        ``PowerPlatformAuth(cache="redis")``, ``ppauth --cache redis``); it reads
+        anything else (``PPAUTH_REDIS_URL``) itself, and raises ``ValueError`` for
+        options it does not know (shown as a :class:`~requests_ppauth.ConfigurationError`
+        naming the setting). It returns an object satisfying
+        :class:`requests_ppauth.cache.CacheBackend`:
+
+        - ``get(keys)``: the entries (JSON objects) at ``keys`` that exist, costing
+          O(len(keys)), never O(size of the cache): the core reads one or two keys
+          per acquisition;
+        - ``apply(ops)``: a batch of :class:`requests_ppauth.cache.Op`, atomically
+          and in order. An ``Op`` puts an entry, deletes it, deletes it only while
+          its top-level ``"secret"`` field equals ``if_secret`` exactly (a token a
+          server rejected is dropped, never the newer one another process stored),
+          or patches ``fields`` (a ``None`` value removes a field; an entry left
+          empty is deleted). ``apply_ops`` in ``requests_ppauth.cache`` is the
+          reference semantics;
+        - ``read_all()``: every entry, for listing, ``cache clear``, ``logout`` and
+          ``doctor``; never on the way to a token;
+        - ``key_lock(key, timeout)`` / ``try_key_lock(key)``: the single-flight lock
+          every process using the store agrees on, yielding whether it is held;
+        - ``location``: where it lives, for messages (no secret in it).
+
+        Failures raise :class:`requests_ppauth.CacheError`: the core then gets a token
+        without the cache (a warning says so). Any other exception is a bug in the
+        backend; the core reports it as a ``CacheError`` naming the backend.
+        Pruning is the backend's business and optional: it may drop an entry whose
+        numeric ``expires_on`` is more than ``requests_ppauth.cache.PRUNE_AFTER``
+        seconds past (``prunable(entry)``), and nothing else; entries without
+        ``expires_on`` (msal's sign-ins) stay until the core deletes them.
+        ``requests_ppauth.testing.cache_contract.CacheBackendContract`` is the test
+        suite a backend must pass. ``file`` and ``memory`` are built in.
+    :return: nothing; every plugin's implementation runs. A duplicate name (a built-in
+        one included) is an error.
     """
 
 
