@@ -58,7 +58,14 @@ from pathlib import Path
 from typing import Any
 
 from requests_ppauth.cache.paths import default_cache_dir
-from requests_ppauth.cache.protocol import PRUNE_AFTER, CacheWarning, Entry, Op, expires_on
+from requests_ppauth.cache.protocol import (
+    PRUNE_AFTER,
+    CacheWarning,
+    Entry,
+    Op,
+    expires_on,
+    patched,
+)
 from requests_ppauth.errors import CacheError, UnsafeCacheError
 
 log = logging.getLogger("requests_ppauth.cache")
@@ -475,12 +482,7 @@ class FileCache:
 
     def _apply_one(self, conn: sqlite3.Connection, op: Op) -> None:
         if op.fields is not None:
-            entry = dict(self._current(conn, op.key))
-            for name, value in op.fields.items():
-                if value is None:
-                    entry.pop(name, None)
-                else:
-                    entry[name] = value
+            entry = patched(self._current(conn, op.key), op.fields)
             if entry:
                 self._put(conn, op.key, entry)
             else:
@@ -527,19 +529,8 @@ class FileCache:
 
     @contextlib.contextmanager
     def _held(self, key: str, timeout: float) -> Iterator[bool]:
-        # filelock's polling is fine here: waits are for a token request, tens of ms
-        from filelock import FileLock, Timeout
+        from requests_ppauth.cache.locks import polled
 
         self.prepare()
-        lock = FileLock(
-            str(self._key_path(key)), timeout=timeout, mode=0o600, poll_interval=KEY_LOCK_POLL
-        )
-        try:
-            lock.acquire(blocking=timeout > 0)
-        except Timeout:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            lock.release()
+        with polled(self._key_path(key), timeout, KEY_LOCK_POLL) as held:
+            yield held

@@ -86,18 +86,8 @@ def _hold(
 ) -> Iterator[bool]:
     """Yield whether the lock was taken; ``timeout=None`` does not wait at all."""
     if fcntl is None:  # pragma: no cover - Windows: filelock has no shared mode
-        from filelock import FileLock, Timeout
-
-        lock = FileLock(str(path), timeout=timeout or 0, mode=0o600)
-        try:
-            lock.acquire(blocking=timeout is not None)
-        except Timeout:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            lock.release()
+        with polled(path, timeout) as held:
+            yield held
         return
     fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
     op = fcntl.LOCK_SH if share else fcntl.LOCK_EX
@@ -114,3 +104,24 @@ def _hold(
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def polled(
+    path: str | os.PathLike[str], timeout: float | None, poll: float = 0.05
+) -> Iterator[bool]:
+    """filelock's lock on ``path`` (created 0600); yields whether it was taken within
+    ``timeout`` (None or 0: without waiting). It polls: fine for the cache's key
+    locks, whose waits are for a token request (tens of milliseconds)."""
+    from filelock import FileLock, Timeout  # lazy: importing requests_ppauth must not
+
+    lock = FileLock(str(path), timeout=timeout or 0, mode=0o600, poll_interval=poll)
+    try:
+        lock.acquire(blocking=bool(timeout))
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()

@@ -73,12 +73,7 @@ def apply_op(state: dict[str, Entry], op: Op) -> None:
     must match (the shipped contract checks them). An entry is replaced, never
     mutated, so an entry handed out earlier stays as it was."""
     if op.fields is not None:
-        entry = dict(state.get(op.key) or {})
-        for name, value in op.fields.items():
-            if value is None:
-                entry.pop(name, None)
-            else:
-                entry[name] = value
+        entry = patched(state.get(op.key), op.fields)
         if entry:
             state[op.key] = entry
         else:
@@ -87,6 +82,17 @@ def apply_op(state: dict[str, Entry], op: Op) -> None:
         state[op.key] = dict(op.value)
     elif op.if_secret is None or (state.get(op.key) or {}).get("secret") == op.if_secret:
         state.pop(op.key, None)
+
+
+def patched(entry: Mapping[str, Any] | None, fields: Mapping[str, Any]) -> Entry:
+    """A copy of ``entry`` (None: a new one) with ``fields`` set, ``None`` ones removed."""
+    result = dict(entry or {})
+    for name, value in fields.items():
+        if value is None:
+            result.pop(name, None)
+        else:
+            result[name] = value
+    return result
 
 
 def apply_ops(state: dict[str, Entry], ops: Sequence[Op]) -> None:

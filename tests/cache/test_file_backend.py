@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import requests
 
-from requests_ppauth import CacheError, ClientSecret, PowerPlatformAuth, hookimpl
+from requests_ppauth import CacheError, ClientSecret, hookimpl
 from requests_ppauth import plugins as plugins_module
 from requests_ppauth.cache import CacheBackend, CacheWarning, MemoryCache, Op, apply_ops
 from requests_ppauth.cache.file import DB_FILE as CACHE_FILE
@@ -33,6 +33,7 @@ from requests_ppauth.cache.file import FileCache
 from requests_ppauth.plugins import PluginRegistrationError, Plugins, get_plugins
 from tests._cache_state import entries, group, load, on_disk, token_entry_key
 from tests._cache_worker import BAP_PATH, SCOPE, digest
+from tests.cache._calls import api_get, auth_for, sent_token
 
 
 def _foreign_database() -> bytes:
@@ -52,21 +53,6 @@ UNUSABLE = {
     "sqlite-header-then-garbage": b"SQLite format 3\x00" + b"\xff" * 4000,
     "another-programs-database": _foreign_database(),
 }
-
-
-def auth_for(emu, **options: Any) -> PowerPlatformAuth:
-    """Configured by the environment (``use_emulator``) unless ``credential=`` is given."""
-    return PowerPlatformAuth(hosts={emu.api_url.split("//")[1]: SCOPE}, **options)
-
-
-def api_get(emu, auth: PowerPlatformAuth) -> requests.Response:
-    r = requests.get(emu.api_url + BAP_PATH, auth=auth, verify=emu.ca_bundle)
-    assert r.status_code == 200, r.text
-    return r
-
-
-def sent_token(r: requests.Response) -> str:
-    return str(r.request.headers["Authorization"]).removeprefix("Bearer ")
 
 
 def write_file(path: Path, content: bytes, mode: int = 0o600) -> None:

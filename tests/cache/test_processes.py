@@ -29,24 +29,10 @@ from requests_ppauth.cache.file import FileCache
 from requests_ppauth.cache.locks import exclusive, try_exclusive
 from requests_ppauth.tokens import RETRY_BACKOFF, TokenProvider
 from tests._cache_state import entries, group, token_entry_key
-from tests._cache_worker import BAP_PATH, SCOPE, Child, digest
+from tests._cache_worker import SCOPE, Child, digest
+from tests.cache._calls import api_get, auth_for, sent_token
 
 pytestmark = pytest.mark.slow
-
-
-def auth_for(emu) -> PowerPlatformAuth:
-    """PowerPlatformAuth configured by the environment (use_emulator), as the children use it."""
-    return PowerPlatformAuth(hosts={emu.api_url.split("//")[1]: SCOPE})
-
-
-def api_get(emu, auth: PowerPlatformAuth) -> requests.Response:
-    r = requests.get(emu.api_url + BAP_PATH, auth=auth, verify=emu.ca_bundle)
-    assert r.status_code == 200, r.text
-    return r
-
-
-def sent_token(r: requests.Response) -> str:
-    return str(r.request.headers["Authorization"]).removeprefix("Bearer ")
 
 
 def disk_entry(cache_dir: Path, auth: PowerPlatformAuth) -> dict:

@@ -17,10 +17,7 @@ from requests_ppauth.cache import FileCache, MemoryCache
 from requests_ppauth.cache.select import resolve
 from tests._cache_state import entries
 from tests._cache_worker import BAP_PATH, SCOPE
-
-
-def auth_for(emu, **options) -> PowerPlatformAuth:
-    return PowerPlatformAuth(hosts={emu.api_url.split("//")[1]: SCOPE}, **options)
+from tests.cache._calls import auth_for
 
 
 def ppauth(*args: str) -> subprocess.CompletedProcess[str]:
