@@ -363,7 +363,8 @@ def test_import_and_construction_load_neither_msal_nor_pluggy_nor_a_cache():
         "import sys, requests_ppauth\n"
         "a = requests_ppauth.PowerPlatformAuth(hosts={'h.example': 'https://x/.default'})\n"
         "repr(a)\n"
-        "heavy = ('msal', 'filelock', 'pluggy', 'sqlite3', 'dataclasses', 'requests_ppauth.tokens')\n"
+        "heavy = ('msal', 'filelock', 'pluggy', 'sqlite3', 'dataclasses',\n"
+        "         'requests_ppauth.tokens')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     root = Path(requests_ppauth.__file__).resolve().parents[1]

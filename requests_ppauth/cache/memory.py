@@ -53,8 +53,9 @@ class MemoryCache:
         return f"MemoryCache({len(self._state)} entries)"
 
     def get(self, keys: Sequence[str]) -> dict[str, Entry]:
-        state = self._state  # entries are replaced, never mutated: no lock needed
-        return {k: v for k in keys if (v := state.get(k)) is not None}
+        with self._mutex:  # a batch is applied op by op: never show half of one
+            state = self._state
+            return {k: v for k in keys if (v := state.get(k)) is not None}
 
     def apply(self, ops: Sequence[Op]) -> None:
         with self._mutex:

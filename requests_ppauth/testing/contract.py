@@ -232,3 +232,9 @@ class ResolverContract:
             pytest.skip("set `plugin` to the module the entry point names")
         found = _registered(self.plugin, "ppauth_register_secret_resolvers")
         assert type(resolver) in [type(r) for r in found]
+
+
+# the cache backend contract lives in its own module; importable from here as well
+from requests_ppauth.testing.cache_contract import (  # noqa: E402
+    CacheBackendContract as CacheBackendContract,
+)

@@ -2,6 +2,8 @@
 
 Stands in for a secrets manager: ``PPAUTH_JSONFILE`` names a file such as
 ``{"prod": {"tenant_id": "...", "client_id": "...", "client_secret": "..."}}``.
+The same plugin also registers a token cache backend, ``jsondir`` (one JSON file
+per key in a directory, see :mod:`ppauth_example_source.dircache`).
 Everything here uses only the public plugin API of requests-ppauth.
 """
 
@@ -10,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from ppauth_example_source.dircache import JsonDirCache, make_jsondir_cache
 from requests_ppauth import (
     ClientSecret,
     Credential,
@@ -20,6 +24,9 @@ from requests_ppauth import (
     SourceRequest,
     hookimpl,
 )
+from requests_ppauth.cache import CacheBackend
+
+__all__ = ["JsonDirCache", "JsonFileSource", "make_jsondir_cache"]
 
 
 class JsonFileSource:
@@ -67,3 +74,12 @@ class JsonFileSource:
 def ppauth_register_sources(register: Callable[[CredentialSource], None]) -> None:
     """Hand our source to requests-ppauth; it decides the order."""
     register(JsonFileSource())
+
+
+@hookimpl
+def ppauth_register_cache_backends(
+    register: Callable[[str, Callable[[Mapping[str, Any]], CacheBackend]], None],
+) -> None:
+    """Offer the ``jsondir`` backend: requests-ppauth calls the factory with the
+    options of the profile's cache table when a setting names it."""
+    register("jsondir", make_jsondir_cache)
