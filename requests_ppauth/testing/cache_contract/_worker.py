@@ -1,6 +1,6 @@
 """Child processes for :class:`~requests_ppauth.testing.cache_contract.CacheBackendContract`.
 
-``python -m requests_ppauth.testing._cache_contract_worker MODE``. The parent writes
+``python -m requests_ppauth.testing.cache_contract._worker MODE``. The parent writes
 one JSON line to the child's stdin: the backend under test, pickled and base64
 encoded (so the child holds its own unpickled copy, as a worker of a
 ``multiprocessing`` pool would), the parent's ``sys.path`` (so a backend class
@@ -31,7 +31,7 @@ from typing import IO, Any
 
 from requests_ppauth.cache.protocol import CacheBackend, Op
 
-MODULE = "requests_ppauth.testing._cache_contract_worker"
+MODULE = "requests_ppauth.testing.cache_contract._worker"
 
 
 def digest(token: str) -> str:
