@@ -167,6 +167,8 @@ class FileCache:
         self._lock_path = self.directory / (DB_FILE + ".lock")
         self._mutex = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._ino = 0  # of the database file the connection is on
+        self._write_owner: int | None = None  # the thread holding the write lock
         self._prepared = False
         self._warned = False
         self._pruned_at = 0.0
@@ -319,7 +321,17 @@ class FileCache:
         """This process's connection (caller holds ``_mutex``), opened and checked on
         first use; a file that is not a usable cache is moved aside once."""
         if self._conn is not None:
-            return self._conn
+            try:
+                same = os.lstat(self.path).st_ino == self._ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return self._conn
+            # the file was removed, replaced or set aside by another process: what this
+            # connection writes would reach nobody. Open the cache that is there now.
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
         for attempt in range(2):
             if not self._check_files():
                 self._create_database()
@@ -332,6 +344,7 @@ class FileCache:
                 self._set_aside(str(exc))
                 continue
             self._conn = conn
+            self._ino = os.lstat(self.path).st_ino
             return conn
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -402,10 +415,22 @@ class FileCache:
             warnings.warn(message, CacheWarning, stacklevel=4)
             self._warned = True
 
-    def _write_lock(self) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """The writers' lock, re-entrant for the thread holding it (a write that finds
+        the database gone recreates it, under the lock it already holds)."""
+        me = threading.get_ident()
+        if self._write_owner == me:
+            yield
+            return
         from requests_ppauth.cache.locks import exclusive
 
-        return exclusive(self._lock_path, WRITE_LOCK_TIMEOUT)
+        with exclusive(self._lock_path, WRITE_LOCK_TIMEOUT):
+            self._write_owner = me
+            try:
+                yield
+            finally:
+                self._write_owner = None
 
     # -- reading -------------------------------------------------------------------
     def get(self, keys: Sequence[str]) -> dict[str, Entry]:
