@@ -55,9 +55,12 @@ def entries(state: Mapping[str, Entry], now: float) -> list[dict[str, Any]]:
         if not key.startswith(ACCESS_TOKEN_PREFIX) or not isinstance(entry, dict):
             continue
         expires_on = float(entry.get("expires_on") or 0)
+        authority = str(entry.get("authority") or "")
         rows.append(
             {
                 **{k: entry.get(k) for k in _LISTED},
+                # the authority is https://host/<tenant>; 0.1 entries also had "tenant"
+                "tenant": entry.get("tenant") or authority.rsplit("/", 1)[-1] or None,
                 "expiresOn": common.iso(expires_on),
                 "expires_on": int(expires_on),
                 "refreshOn": common.iso(float(entry.get("refresh_on") or 0)),
