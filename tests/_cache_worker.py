@@ -11,18 +11,14 @@ Tokens never leave the child: only a short hash of them.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
-import queue
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any
+
+from requests_ppauth.testing._child import LineChild
 
 WORKER = str(Path(__file__).resolve())
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -50,83 +46,15 @@ def park() -> None:
 
 
 # -- parent side ------------------------------------------------------------------------
-class Child:
-    """A worker process seen from the test: its stdout as a queue of lines."""
+class Child(LineChild):
+    """A worker process seen from the test (the shipped line protocol)."""
 
     def __init__(self, *args: str, umask: int = -1) -> None:
         env = dict(os.environ)  # the test's PPAUTH_* (set through monkeypatch)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
-        self.proc = subprocess.Popen(
-            [sys.executable, WORKER, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            env=env,
-            umask=umask,
+        super().__init__(
+            [sys.executable, WORKER, *args], f"worker {list(args)}", env=env, umask=umask
         )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
-        self._pump_thread.start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line.rstrip("\n"))
-        self._lines.put(None)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stderr(self) -> str:
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")
-
-    def line(self, timeout: float = 60) -> str:
-        """The next stdout line; AssertionError (with the child's stderr) if none comes."""
-        try:
-            item = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            item = None
-        if item is None:
-            self.kill()
-            raise AssertionError(
-                f"worker {self.proc.args[2:]} gave no line within {timeout} s "
-                f"(exit {self.proc.returncode}); stderr:\n{self.stderr()}"
-            )
-        return item
-
-    def ready(self, timeout: float = 60) -> None:
-        line = self.line(timeout)
-        assert line == "ready", line
-
-    def go(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
-
-    def result(self, timeout: float = 60) -> dict[str, Any]:
-        """The JSON line the worker ends with; it must then exit 0."""
-        data: dict[str, Any] = json.loads(self.line(timeout))
-        code = self.proc.wait(timeout)
-        assert code == 0, f"worker exited {code}; stderr:\n{self.stderr()}"
-        return data
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(30)
-
-    def close(self) -> None:
-        self.kill()
-        self._pump_thread.join(10)  # it ends at EOF, so stdout can be closed under it
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-        self._stderr.close()
 
 
 # -- child side ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,6 +48,7 @@ class Watch:
 
     emu: Emulator
     caplog: pytest.LogCaptureFixture
+    cache_root: Path  # pytest's tmp_path: the caches (they hold tokens) go with it
     secrets: dict[str, str] = field(default_factory=dict)
     errors: list[BaseException] = field(default_factory=list)
     objects: list[Any] = field(default_factory=list)
@@ -66,7 +68,7 @@ class Watch:
             self.objects.append(credential)
         # each auth its own on-disk cache: it starts cold (so a failing credential really
         # fails) and the cache's own logging is part of what is searched for secrets
-        options.setdefault("cache", tempfile.mkdtemp(prefix="ppauth-leak-cache-"))
+        options.setdefault("cache", tempfile.mkdtemp(prefix="cache-", dir=self.cache_root))
         s = requests.Session()
         s.auth = auth = PowerPlatformAuth(credential=credential, **options)
         self.objects.append(auth)
@@ -163,11 +165,11 @@ def key_body_lines(key_pem: bytes) -> dict[str, str]:
 
 
 @pytest.fixture
-def watch(ppauth_emulator, caplog) -> Iterator[Watch]:
+def watch(ppauth_emulator, caplog, tmp_path) -> Iterator[Watch]:
     caplog.set_level(logging.DEBUG)
     for name in LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)
-    w = Watch(ppauth_emulator, caplog)
+    w = Watch(ppauth_emulator, caplog, tmp_path)
     sample = ppauth_emulator.sample
     w.secrets.update(
         {

@@ -16,20 +16,16 @@ Tokens never leave a child: only a short hash of them.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import pickle
-import queue
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 from requests_ppauth.cache.protocol import CacheBackend, Op
+from requests_ppauth.testing._child import LineChild
 
 MODULE = "requests_ppauth.testing.cache_contract._worker"
 
@@ -40,9 +36,8 @@ def digest(token: str) -> str:
 
 
 # -- parent side -------------------------------------------------------------------------
-class Worker:
-    """A child process seen from the test: its stdout as a queue of lines, its stderr
-    kept for the failure message. Every wait is bounded."""
+class Worker(LineChild):
+    """A contract worker seen from the test; its setup goes to it on stdin."""
 
     def __init__(self, mode: str, backend: CacheBackend, params: dict[str, Any]) -> None:
         setup = {
@@ -51,105 +46,12 @@ class Worker:
             "params": params,
         }
         self.mode = mode
-        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
-        self.proc = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
-            [sys.executable, "-m", MODULE, mode],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-        )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
-        self._pump_thread.start()
+        super().__init__([sys.executable, "-m", MODULE, mode], f"contract worker {mode!r}")
         try:
             self.send(json.dumps(setup))
         except BaseException:
             self.close()
             raise
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line.rstrip("\n"))
-        self._lines.put(None)
-
-    def stderr(self) -> str:
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")[-4000:]
-
-    def line(self, timeout: float = 60) -> str:
-        """The next stdout line; AssertionError (with the child's stderr) if none comes."""
-        try:
-            item = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            item = None
-        if item is None:
-            self.kill()
-            raise AssertionError(
-                f"contract worker {self.mode!r}: expected a line within {timeout} s, got "
-                f"{'none' if self.proc.returncode is None else 'exit ' + str(self.proc.returncode)}"
-                f"; its stderr:\n{self.stderr()}"
-            )
-        return item
-
-    def expect(self, want: str, timeout: float = 60) -> None:
-        got = self.line(timeout)
-        assert got == want, (
-            f"contract worker {self.mode!r}: expected {want!r}, got {got!r}; "
-            f"its stderr:\n{self.stderr()}"
-        )
-
-    def send(self, text: str) -> None:
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(text + "\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError) as exc:
-            raise AssertionError(
-                f"contract worker {self.mode!r} went away ({exc}); its stderr:\n{self.stderr()}"
-            ) from None
-
-    def ready(self, timeout: float = 60) -> None:
-        self.expect("ready", timeout)
-
-    def go(self) -> None:
-        self.send("go")
-
-    def result(self, timeout: float = 60) -> dict[str, Any]:
-        """The JSON line the child ends with; it must then exit 0."""
-        line = self.line(timeout)
-        try:
-            data: dict[str, Any] = json.loads(line)
-        except ValueError:
-            raise AssertionError(
-                f"contract worker {self.mode!r}: expected a JSON result, got {line!r}; "
-                f"its stderr:\n{self.stderr()}"
-            ) from None
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            code = None
-        assert code == 0, (
-            f"contract worker {self.mode!r}: expected exit 0, got {code}; "
-            f"its stderr:\n{self.stderr()}"
-        )
-        return data
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(30)
-
-    def close(self) -> None:
-        self.kill()
-        self._pump_thread.join(10)  # it ends at EOF, so stdout can be closed under it
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-        self._stderr.close()
 
 
 # -- child side --------------------------------------------------------------------------
