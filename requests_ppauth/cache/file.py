@@ -484,7 +484,13 @@ class FileCache:
         if not ops:
             return
         self.prepare()
-        purge = any(op.value is None and op.fields is None for op in ops)
+        # a removed entry, or a removed field (a sign-out's refresh token), must not
+        # stay readable in SQLite's log: such a batch truncates it
+        purge = any(
+            (op.value is None and op.fields is None)
+            or (op.fields is not None and None in op.fields.values())
+            for op in ops
+        )
         try:
             with self._write_lock(), self._mutex:
                 conn = self._connection()

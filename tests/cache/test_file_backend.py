@@ -763,3 +763,16 @@ def test_a_cache_removed_under_a_running_process_is_recreated_not_written_to_a_g
 
     assert entries(directory) == {"at:after": {"secret": "a"}}  # others see the write
     assert FileCache(directory).get(["at:after"]) == {"at:after": {"secret": "a"}}
+
+
+def test_a_removed_field_leaves_no_trace_in_any_file(tmp_path):
+    directory = tmp_path / "cache"
+    cache = FileCache(directory)
+    rt = "REFRESH" + "r" * 1200
+    cache.apply([Op("msal:p", fields={"RefreshToken/x": {"secret": rt}, "Account/a": {"n": 1}})])
+    assert rt.encode() in on_disk(directory)
+
+    cache.apply([Op("msal:p", fields={"RefreshToken/x": None})])  # a sign-out's patch
+
+    assert rt.encode() not in on_disk(directory)
+    assert FileCache(directory).get(["msal:p"]) == {"msal:p": {"Account/a": {"n": 1}}}
