@@ -15,6 +15,8 @@ import ipaddress
 import re
 from typing import NamedTuple
 
+from requests_ppauth.errors import ConfigurationError
+
 
 class Cloud(NamedTuple):
     """One national cloud: where to sign in and which hosts are Power Platform's.
@@ -121,14 +123,27 @@ CLOUD_ALIASES = {
 }
 
 
+def cloud_key(name: object) -> str:
+    """The key in :data:`CLOUDS` that ``name`` stands for (aliases resolved), whether
+    or not there is such a cloud."""
+    key = str(name).strip().lower()
+    return CLOUD_ALIASES.get(key, key)
+
+
 def get_cloud(name: str) -> Cloud:
-    """The cloud called ``name`` (case-insensitive; common aliases accepted)."""
-    key = name.strip().lower()
-    key = CLOUD_ALIASES.get(key, key)
+    """The cloud called ``name`` (case-insensitive; common aliases accepted).
+
+    Raises :class:`~requests_ppauth.errors.ConfigurationError` (a ``ValueError``)
+    naming every place a cloud is chosen: the caller may be any of them.
+    """
     try:
-        return CLOUDS[key]
+        return CLOUDS[cloud_key(name)]
     except KeyError:
-        raise ValueError(f"unknown cloud {name!r}: choose one of {', '.join(CLOUDS)}") from None
+        raise ConfigurationError(
+            f"unknown cloud {name!r}: set PowerPlatformAuth(cloud=...), --cloud or the "
+            f"profile's cloud to one of {', '.join(CLOUDS)} (aliases: "
+            f"{', '.join(sorted(CLOUD_ALIASES))})"
+        ) from None
 
 
 def scope_for_host(host: str, cloud: Cloud) -> str | None:

@@ -35,6 +35,7 @@ STRING_KEYS = frozenset(
         "ca_bundle",
         "managed_identity",
         "federated_token_file",
+        "proxy",
     }
 )
 SECRET_KEYS = frozenset({"client_secret", "certificate_password", "password"})
@@ -136,11 +137,70 @@ def _validate(path: Path, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
                     'or a table { backend = "name", ... }'
                 )
                 raise ConfigurationError(f"{where}: {key} must be {expected}")
+        _check_values(where, table)
     return profiles
+
+
+def _check_values(where: str, table: Mapping[str, Any]) -> None:
+    """Refuse ids and clouds that cannot be right, naming the profile: here, so every
+    source reading the profile, ``ppauth login`` and ``ppauth profile add`` (which
+    validates what it writes through this loader) see it before any URL is built."""
+    from requests_ppauth.clouds import CLOUDS, cloud_key
+    from requests_ppauth.credentials import client_id_problem, tenant_id_problem
+
+    for key, check in (("tenant_id", tenant_id_problem), ("client_id", client_id_problem)):
+        if key in table:
+            why = check(table[key])
+            if why:
+                raise ConfigurationError(f"{where}: {key} {why}")
+    if "cloud" in table and cloud_key(table["cloud"]) not in CLOUDS:
+        raise ConfigurationError(
+            f"{where}: cloud {table['cloud']!r} is not a cloud: set it to one of "
+            f"{', '.join(CLOUDS)}"
+        )
 
 
 def _is_ref_table(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"ref"} and isinstance(value["ref"], str)
+
+
+def _parse(path: Path) -> dict[str, dict[str, Any]] | str:
+    """The validated profiles of ``path``, or the message of what is wrong with it.
+    Never raises (see :func:`read_profiles`)."""
+    try:
+        return _validate(path, _load_toml(path))
+    except ConfigurationError as exc:
+        return str(exc)
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise ConfigurationError(
+            f"config file {path} is a directory: point PPAUTH_CONFIG at a TOML file "
+            "(e.g. <that directory>/config.toml)"
+        ) from None
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read config file {path}: {exc.strerror}: check its permissions, or "
+            "point PPAUTH_CONFIG at another file"
+        ) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigurationError(
+            f"config file {path} is not UTF-8 text: save it as UTF-8, or point "
+            "PPAUTH_CONFIG at the TOML config file"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigurationError(
+            f"config file {path} nests arrays or tables too deeply to read: remove the "
+            "nesting (a profile needs none deeper than [profiles.<name>.<plugin>])"
+        ) from None
+    return data
 
 
 def read_profiles(path: Path) -> tuple[dict[str, dict[str, Any]], int] | None:
@@ -150,24 +210,22 @@ def read_profiles(path: Path) -> tuple[dict[str, dict[str, Any]], int] | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise ConfigurationError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise ConfigurationError(
+            f"cannot read config file {path}: {exc.strerror}: check the path and its "
+            "directories' permissions, or point PPAUTH_CONFIG at another file"
+        ) from None
     key = (st.st_mtime_ns, st.st_size)
     with _memo_lock:
         hit = _memo.get(path)
         if hit and hit[0] == key:
             # the mode from this stat, not the memo: chmod changes neither mtime nor size
             return hit[1], st.st_mode
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read config file {path}: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigurationError(f"config file {path} is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from None
-    profiles = _validate(path, data)
+    # The file's text and tables hold plaintext secrets: they live only in frames that
+    # never raise (tracebacks record every frame's locals), and the error is raised here.
+    outcome = _parse(path)
+    if isinstance(outcome, str):
+        raise ConfigurationError(outcome) from None
+    profiles = outcome
     with _memo_lock:
         _memo[path] = (key, profiles)
     return profiles, st.st_mode

@@ -13,10 +13,103 @@ Which one decides the flow:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from requests_ppauth.errors import InvalidCredentialError
 
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+
+# The tenant ids Entra ID takes in an authority URL: a directory id, a verified domain
+# of the tenant, or one of the multi-tenant names.
+TENANT_NAMES = frozenset({"organizations", "common", "consumers"})
+_GUID = re.compile(r"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}")
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")  # RFC 1123
+# URL-unreserved characters (RFC 3986): what an app id can hold without changing a URL,
+# a query string or a form body it is put in. Entra ID's own ids are GUIDs.
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._~-]{1,256}")
+_TENANT_FIX = (
+    "use the directory (tenant) id, a GUID like 11111111-2222-3333-4444-555555555555, or "
+    "a domain of the tenant like contoso.onmicrosoft.com (or organizations, common, "
+    "consumers)"
+)
+_CLIENT_FIX = (
+    "use the app registration's Application (client) id, a GUID like "
+    "11111111-2222-3333-4444-555555555555"
+)
+
+
+def tenant_id_problem(value: str) -> str | None:
+    """Why ``value`` (surrounding whitespace aside) cannot be a tenant id, or ``None``.
+
+    Checked before any URL is built: the tenant id is pasted into the authority's path
+    (``https://login.microsoftonline.com/<tenant>/...``), so ``../../evil``, ``x?y#z``
+    or ``@evil.example`` would send the request somewhere else. A domain is RFC 1123
+    labels with at least one dot (every Entra ID tenant domain has one, e.g.
+    ``contoso.onmicrosoft.com``) and a last label that is not a number (no IP
+    addresses). The answer reads after the setting's name (``PPAUTH_TENANT_ID is not a
+    tenant id (...): use ...``) and never repeats the value: a secret pasted into the
+    wrong variable must not reach a log.
+    """
+    text = value.strip()
+    if not text:
+        return f"is empty: {_TENANT_FIX}"
+    if text.lower() in TENANT_NAMES or _GUID.fullmatch(text):
+        return None
+    labels = text.split(".")
+    if (
+        len(text) <= 253
+        and len(labels) >= 2
+        and all(_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    ):
+        return None
+    bad = _unusual(text, "-.")
+    if bad:
+        detail = f"it holds {bad}, which no tenant id does"
+    elif len(labels) < 2:
+        detail = "a single name: a tenant's domain has a dot"
+    else:
+        detail = "neither a GUID nor a domain name"
+    return f"is not a tenant id ({detail}): {_TENANT_FIX}"
+
+
+def client_id_problem(value: str) -> str | None:
+    """Why ``value`` (surrounding whitespace aside) cannot be a client id, or ``None``.
+
+    Entra ID's client ids are GUIDs, but test doubles and older tools use other
+    names, so only what would alter a URL or form body (``/ ? # & = % @``, spaces,
+    control characters), an overlong value and the empty string are refused. Like
+    :func:`tenant_id_problem`, never repeats the value."""
+    text = value.strip()
+    if not text:
+        return f"is empty: {_CLIENT_FIX}"
+    if _CLIENT_ID.fullmatch(text):
+        return None
+    bad = _unusual(text, "-._~")
+    detail = f"it holds {bad}, which no client id does" if bad else "over 256 characters"
+    return f"is not an application (client) id ({detail}): {_CLIENT_FIX}"
+
+
+def _unusual(text: str, punctuation: str) -> str:
+    """The characters of ``text`` other than ASCII letters, digits and ``punctuation``,
+    quoted, at most five: enough to find them, too few to give a secret away."""
+    allowed = set(punctuation)
+    bad = sorted({c for c in text if not (c.isascii() and c.isalnum()) and c not in allowed})
+    return ", ".join(repr(c) for c in bad[:5]) + (" ..." if len(bad) > 5 else "")
+
+
+def blank(value: str | None) -> bool:
+    """Whether a secret is set but holds nothing but whitespace (``""`` included)."""
+    return value is not None and not value.strip()
+
+
+def _strip_line_end(value: str) -> str:
+    # a password may begin or end with a space (Entra ID allows them), never with a line
+    # break: that is what `echo pw > file`, a here-doc or a copied line adds
+    return value.rstrip("\r\n")
 
 
 @dataclass(frozen=True)
@@ -32,6 +125,46 @@ class Credential:
     client_id: str
     authority_host: str | None = None
     source: str = "explicit"
+
+    # whether the ids may be empty (a managed identity's may)
+    _optional_ids: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        """Refuse ids that are not ids and blank secrets, whoever built the credential.
+
+        Here rather than in each source, so a third-party source's credential and one
+        passed as ``PowerPlatformAuth(credential=...)`` are checked too, before any URL
+        is built from them. Runs once per credential: never on the request path.
+        Surrounding whitespace of the ids (a copied line's newline) is dropped.
+        """
+        kind = type(self).__name__
+        for name in ("tenant_id", "client_id"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise InvalidCredentialError(
+                    f"the {name} of a {kind} credential must be a string, not "
+                    f"{type(value).__name__}"
+                )
+            object.__setattr__(self, name, value.strip())
+            if self._optional_ids and not value.strip():
+                continue
+            check = tenant_id_problem if name == "tenant_id" else client_id_problem
+            why = check(value)
+            if why:
+                raise InvalidCredentialError(f"the {name} of a {kind} credential {why}")
+
+    def _refuse_blank(self, name: str, value: object, fix: str) -> None:
+        """Raise unless ``value`` is a string with something besides whitespace."""
+        kind = type(self).__name__
+        if not isinstance(value, str):
+            raise InvalidCredentialError(
+                f"the {name} of a {kind} credential must be a string, not "
+                f"{type(value).__name__}: {fix}"
+            )
+        if blank(value):
+            raise InvalidCredentialError(
+                f"the {name} of a {kind} credential is empty or only whitespace: {fix}"
+            )
 
     @property
     def kind(self) -> str:
@@ -50,6 +183,13 @@ class ClientSecret(Credential):
 
     secret: str = field(default="", repr=False)
 
+    def __post_init__(self) -> None:
+        """Also: surrounding whitespace of the secret is dropped (Entra ID's secrets
+        never hold any: it is a copied line's newline), and a blank secret refused."""
+        super().__post_init__()
+        self._refuse_blank("secret", self.secret, "pass the client secret's Value")
+        object.__setattr__(self, "secret", self.secret.strip())
+
     @property
     def kind(self) -> str:
         return "secret"
@@ -67,6 +207,16 @@ class ClientCertificate(Credential):
     path: str | None = None
     send_certificate_chain: bool = False
 
+    def __post_init__(self) -> None:
+        """Also: a line break ending the password is dropped; a password of spaces only
+        is refused (``""`` stays: some tools write "no password" so)."""
+        super().__post_init__()
+        if self.password:  # None and "" both mean none
+            self._refuse_blank(
+                "password", self.password, "pass the certificate's password, or None"
+            )
+            object.__setattr__(self, "password", _strip_line_end(self.password))
+
     @property
     def kind(self) -> str:
         return "certificate"
@@ -78,6 +228,13 @@ class UsernamePassword(Credential):
 
     username: str = ""
     password: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        """Also: a line break ending the password is dropped (spaces are kept: Entra ID
+        passwords may hold them), and a blank password refused."""
+        super().__post_init__()
+        self._refuse_blank("password", self.password, "pass the user's password")
+        object.__setattr__(self, "password", _strip_line_end(self.password))
 
     @property
     def kind(self) -> str:
@@ -123,6 +280,8 @@ class ManagedIdentity(Credential):
 
     object_id: str | None = None
     resource_id: str | None = None
+
+    _optional_ids: ClassVar[bool] = True
 
     @property
     def kind(self) -> str:

@@ -70,6 +70,16 @@ class SourceError(ConfigurationError):
         self.source = source
 
 
+class InvalidCredentialError(ConfigurationError):
+    """A :class:`~requests_ppauth.credentials.Credential` was given a value Entra ID would
+    refuse or that would change the URL it goes into (a tenant id of ``../../x``, a blank
+    secret), and refused it before anything was sent.
+
+    A class of its own so the plugin manager can tell "the credential a source built is
+    malformed" from errors a source raises knowingly, and add the source's name.
+    """
+
+
 class SecretReferenceError(ConfigurationError):
     """A secret reference (``keyring:…``, a Key Vault URL) cannot be resolved."""
 

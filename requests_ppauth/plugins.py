@@ -10,7 +10,6 @@ suite of the core itself wants).
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -18,9 +17,16 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from requests_ppauth import hookspecs
+from requests_ppauth._redacted import EnvironView, SettingsView
 from requests_ppauth.config import Profile
 from requests_ppauth.credentials import Credential
-from requests_ppauth.errors import ConfigurationError, NoCredentialError, PPAuthError
+from requests_ppauth.errors import (
+    ConfigurationError,
+    InvalidCredentialError,
+    NoCredentialError,
+    PPAuthError,
+    SourceError,
+)
 from requests_ppauth.source_api import CredentialSource, SecretResolver, SourceRequest
 
 if TYPE_CHECKING:
@@ -42,7 +48,7 @@ class Plugins:
     """Typed facade over ``pm.hook``: internal code never calls pluggy directly."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        env = os.environ if environ is None else environ
+        env = EnvironView(environ)  # a plugin's import can raise: no os.environ in this frame
         self.blocked = frozenset(
             n.strip() for n in env.get(DISABLE_VAR, "").split(",") if n.strip()
         )
@@ -195,20 +201,26 @@ class Plugins:
         ``sources`` list, else ascending priority. A source that raises stops the
         search: it recognised the request, so its error is the one to show.
         """
+        # every source's frames hold them, and a source raises when its settings are
+        # half set: views whose reprs show no value (PPAUTH_CLIENT_SECRET, client_secret)
+        environ = EnvironView(environ)
         names = order if order is not None else profile.get("sources")
         reasons: dict[str, str] = {}
         resolvers = self.resolvers()
         for source in self.ordered_sources(names):
             request = SourceRequest(
                 profile=profile.name,
-                settings=profile.settings,
+                settings=SettingsView(profile.settings),
                 environ=environ,
                 config_path=profile.path,
                 settings_mode=profile.file_mode,
                 explicit_profile=explicit_profile,
                 resolvers=resolvers,
             )
-            credential = source.credential(request)
+            try:
+                credential = source.credential(request)
+            except InvalidCredentialError as exc:  # Credential.__post_init__: say whose
+                raise SourceError(source.name, str(exc)) from None
             if credential is not None:
                 if not isinstance(credential, Credential):
                     raise PluginRegistrationError(

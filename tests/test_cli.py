@@ -441,7 +441,7 @@ def test_sources_say_who_answers_and_why_the_others_passed(shared_emu, ppauth_en
     assert shared_emu.sample.client_secret not in text + json.dumps(data)
 
     ppauth_env.write_config(
-        '[profiles.default]\ntenant_id = "t"\nclient_id = "file-app"\n'
+        '[profiles.default]\ntenant_id = "t.example"\nclient_id = "file-app"\n'
         'client_secret = "s3cr3t-file"\n'
     )
     data = json.loads(ok(ppauth("sources", "--json")))

@@ -21,12 +21,12 @@ class TestEnvSourceContract(SourceContract):
 
     def provision(self, profile):
         self.environ[profile] = {
-            "PPAUTH_TENANT_ID": "t-" + profile,
+            "PPAUTH_TENANT_ID": profile + ".onmicrosoft.com",
             "PPAUTH_CLIENT_ID": "c-" + profile,
             "PPAUTH_CLIENT_SECRET": "secret-value-" + profile,
         }
         return ExpectedCredential(
-            "secret", "t-" + profile, "c-" + profile, ("secret-value-" + profile,)
+            "secret", profile + ".onmicrosoft.com", "c-" + profile, ("secret-value-" + profile,)
         )
 
     def provision_broken(self, profile):
@@ -46,16 +46,16 @@ class TestFileSourceContract(SourceContract):
 
     def provision(self, profile):
         self.settings[profile] = {
-            "tenant_id": "t-" + profile,
+            "tenant_id": profile + ".onmicrosoft.com",
             "client_id": "c-" + profile,
             "client_secret": "secret-value-" + profile,
         }
         return ExpectedCredential(
-            "secret", "t-" + profile, "c-" + profile, ("secret-value-" + profile,)
+            "secret", profile + ".onmicrosoft.com", "c-" + profile, ("secret-value-" + profile,)
         )
 
     def provision_broken(self, profile):
-        self.settings[profile] = {"tenant_id": "t", "client_secret": "s"}  # no client_id
+        self.settings[profile] = {"tenant_id": "t.example", "client_secret": "s"}  # no client_id
 
     def request_for(self, profile):
         return make_request(profile, settings=self.settings.get(profile, {}))

@@ -396,13 +396,13 @@ def test_env_federated_token_file(ppauth_env, prefix):
         **{
             prefix + "FEDERATED_TOKEN_FILE": "/var/run/secrets/token",
             prefix + "CLIENT_ID": "app-1",
-            prefix + "TENANT_ID": "tenant-1",
+            prefix + "TENANT_ID": "tenant-1.example",
         },
         AZURE_AUTHORITY_HOST="https://login.microsoftonline.us",
     )
     cred = lookup()
     assert cred == WorkloadIdentity(
-        tenant_id="tenant-1",
+        tenant_id="tenant-1.example",
         client_id="app-1",
         authority_host="https://login.microsoftonline.us",
         token_file="/var/run/secrets/token",
@@ -419,7 +419,7 @@ def test_env_secret_wins_over_a_federated_token_file(ppauth_env):
     ppauth_env.set(
         PPAUTH_FEDERATED_TOKEN_FILE="/var/run/token",
         PPAUTH_CLIENT_ID="app-1",
-        PPAUTH_TENANT_ID="tenant-1",
+        PPAUTH_TENANT_ID="tenant-1.example",
         PPAUTH_CLIENT_SECRET="s3cret-value",
     )
     assert isinstance(lookup(), ClientSecret)
@@ -438,7 +438,8 @@ def test_file_device_code_profile(ppauth_env):
     ppauth_env.write_config(
         '[profiles.admin]\ndevice_code = true\nclient_id = "public-app"\n'
         'username = "admin@contoso.example"\nauthority_host = "https://login.microsoftonline.us"\n'
-        '[profiles.tenant]\ndevice_code = true\nclient_id = "public-app"\ntenant_id = "t-1"\n'
+        '[profiles.tenant]\ndevice_code = true\nclient_id = "public-app"\n'
+        'tenant_id = "t-1.example"\n'
     )
     cred = lookup("admin")
     assert isinstance(cred, DeviceCode) and cred.source == "file"
@@ -449,7 +450,7 @@ def test_file_device_code_profile(ppauth_env):
     )
     assert cred.authority_host == "https://login.microsoftonline.us" and cred.prompt is None
     assert cred.kind == "device_code"
-    assert lookup("tenant").tenant_id == "t-1"
+    assert lookup("tenant").tenant_id == "t-1.example"
 
 
 @pytest.mark.parametrize(
@@ -457,7 +458,7 @@ def test_file_device_code_profile(ppauth_env):
     [
         ("device_code = true\n", "device_code needs a client_id"),
         ('federated_token_file = "/t"\nclient_id = "a"\n', "needs client_id and tenant_id"),
-        ('federated_token_file = "/t"\ntenant_id = "t"\n', "needs client_id and tenant_id"),
+        ('federated_token_file = "/t"\ntenant_id = "t.example"\n', "needs client_id and tenant_id"),
     ],
 )
 def test_file_new_keys_incomplete(ppauth_env, profile, expected):
@@ -469,8 +470,8 @@ def test_file_new_keys_incomplete(ppauth_env, profile, expected):
 def test_file_federated_token_file_and_precedence(ppauth_env):
     ppauth_env.write_config(
         '[profiles.k8s]\nfederated_token_file = "/var/run/token"\nclient_id = "a"\n'
-        'tenant_id = "t"\n'
-        '[profiles.both]\ndevice_code = true\nclient_id = "a"\ntenant_id = "t"\n'
+        'tenant_id = "t.example"\n'
+        '[profiles.both]\ndevice_code = true\nclient_id = "a"\ntenant_id = "t.example"\n'
         'username = "u@contoso.example"\npassword = "pw-in-file"\n'
         '[profiles.off]\ndevice_code = false\nclient_id = "a"\n'
     )

@@ -330,7 +330,7 @@ def test_the_check_catches_a_leak(watch):
         watch.check()
     watch.errors.clear()
 
-    watch.objects.append(UsernamePassword("t", "c", password=emu.sample.password).__dict__)
+    watch.objects.append(UsernamePassword("t.example", "c", password=emu.sample.password).__dict__)
     with pytest.raises(AssertionError, match="user password appears in a repr"):
         watch.check()
     watch.objects.pop()

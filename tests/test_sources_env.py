@@ -182,7 +182,9 @@ def test_keyring_reference_without_plugin_says_what_to_install(ppauth_env):
 
 
 def test_ppauth_family_wins_over_complete_azure_family(ppauth_env):
-    set_family(ppauth_env, "AZURE_", TENANT_ID="azure-t", CLIENT_ID="azure-c", CLIENT_SECRET="az")
+    set_family(
+        ppauth_env, "AZURE_", TENANT_ID="azure-t.example", CLIENT_ID="azure-c", CLIENT_SECRET="az"
+    )
     set_family(ppauth_env, "PPAUTH_", TENANT_ID=TENANT, CLIENT_ID=CLIENT, CLIENT_SECRET=SECRET)
 
     cred = lookup()
@@ -196,7 +198,7 @@ def test_any_ppauth_credential_variable_hides_every_azure_one(ppauth_env, name, 
     set_family(
         ppauth_env,
         "AZURE_",
-        TENANT_ID="azure-tenant",
+        TENANT_ID="azure-tenant.example",
         CLIENT_ID="azure-client",
         CLIENT_SECRET="azure-secret",
         USERNAME="azure-user",
@@ -215,7 +217,7 @@ def test_any_ppauth_credential_variable_hides_every_azure_one(ppauth_env, name, 
 
 
 def test_ppauth_secret_is_never_paired_with_azure_ids(ppauth_env):
-    set_family(ppauth_env, "AZURE_", TENANT_ID="azure-tenant", CLIENT_ID="azure-client")
+    set_family(ppauth_env, "AZURE_", TENANT_ID="azure-tenant.example", CLIENT_ID="azure-client")
     ppauth_env.set(PPAUTH_CLIENT_SECRET=SECRET)
 
     with pytest.raises(SourceError, match="PPAUTH_CLIENT_ID is not"):

@@ -202,7 +202,7 @@ def test_username_password_profile(ppauth_env, tenant_line, tenant):
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ('tenant_id = "t"\nclient_secret = "x"\n', "no client_id"),
+        ('tenant_id = "t.example"\nclient_secret = "x"\n', "no client_id"),
         ('client_id = "c"\nclient_secret = "x"\n', "no tenant_id"),
         ('client_id = "c"\npassword = "x"\n', "a password needs a username"),
     ],
@@ -283,7 +283,9 @@ def test_unknown_profile_lists_available_ones(ppauth_env, how):
 
 
 def test_malformed_toml_names_file_and_line(ppauth_env):
-    path = write(ppauth_env, '[profiles.default]\nclient_id = "unterminated\ntenant_id = "t"\n')
+    path = write(
+        ppauth_env, '[profiles.default]\nclient_id = "unterminated\ntenant_id = "t.example"\n'
+    )
 
     with pytest.raises(ConfigurationError) as info:
         load_profile("default")
@@ -338,7 +340,7 @@ def test_unknown_key_lists_allowed_keys(ppauth_env):
         ppauth_env,
         f"""
         [profiles.default]
-        tenant_id = "t"
+        tenant_id = "t.example"
         client_id = "c"
         client_secert = "{SECRET}"
         """,
@@ -676,7 +678,7 @@ def test_plugin_sub_tables_pass_through_untouched(ppauth_env):
         ppauth_env,
         """
         [profiles.default]
-        tenant_id = "t"
+        tenant_id = "t.example"
 
         [profiles.default.keyvault]
         credential = "managed_identity"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from requests_ppauth._redacted import EnvironView
 from requests_ppauth.auth import PowerPlatformAuth
 from requests_ppauth.cache import CacheBackend
 from requests_ppauth.cli.failures import CLIError, UsageError
@@ -34,7 +35,7 @@ def explicit_profile(args: argparse.Namespace) -> bool:
 
 def profile(args: argparse.Namespace) -> Profile:
     """The selected profile (empty when the config file or the table is absent)."""
-    return load_profile(profile_name(args), os.environ)
+    return load_profile(profile_name(args), EnvironView())
 
 
 def host_scopes(args: argparse.Namespace) -> dict[str, str]:
@@ -79,7 +80,7 @@ def cache_backend(args: argparse.Namespace) -> CacheBackend:
     return resolve(
         getattr(args, "cache", None),
         profile_setting=profile(args).get("cache"),
-        environ=os.environ,
+        environ=EnvironView(),  # its repr hides the values: frames that raise hold it
         where="--cache" if getattr(args, "cache", None) else "cache",
     )
 

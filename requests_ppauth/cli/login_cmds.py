@@ -16,11 +16,11 @@ commands pick the sign-in up.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from requests_ppauth._redacted import EnvironView
 from requests_ppauth.cli import common
 from requests_ppauth.cli.failures import CLIError, UsageError
 from requests_ppauth.config import Profile
@@ -66,7 +66,7 @@ def device_credential(selected: Profile, prompt: Callable[[str], None] | None = 
     """The profile's app as a device code credential: ``client_id`` and ``tenant_id`` from
     the profile, else both from ``PPAUTH_*`` (never one of each), as the ``file`` source
     reads a ``device_code = true`` profile."""
-    env = os.environ
+    env = EnvironView()  # a frame that raises: its repr hides every value
     if selected.get("client_id"):
         client_id, tenant = str(selected.get("client_id")), selected.get("tenant_id")
     elif env.get("PPAUTH_CLIENT_ID"):

@@ -9,10 +9,10 @@ shadowed rather than unknown. No secret is printed: only kind, client, tenant an
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
+from requests_ppauth._redacted import EnvironView, SettingsView
 from requests_ppauth.cli import common
 from requests_ppauth.cli.failures import CLIError, describe
 from requests_ppauth.credentials import Credential, ManagedIdentity
@@ -65,8 +65,8 @@ def ask_sources(args: argparse.Namespace) -> dict[str, Any]:
     for source in plugins.ordered_sources(order):
         request = SourceRequest(
             profile=selected.name,
-            settings=selected.settings,
-            environ=os.environ,
+            settings=SettingsView(selected.settings),
+            environ=EnvironView(),  # its repr hides the values: frames that raise hold it
             config_path=selected.path,
             settings_mode=selected.file_mode,
             explicit_profile=common.explicit_profile(args),

@@ -16,6 +16,9 @@ from requests_ppauth.credentials import (
     Credential,
     UsernamePassword,
     WorkloadIdentity,
+    blank,
+    client_id_problem,
+    tenant_id_problem,
 )
 from requests_ppauth.errors import SourceError
 from requests_ppauth.hookspecs import hookimpl
@@ -33,6 +36,7 @@ FIELDS = (
     "CLIENT_SEND_CERTIFICATE_CHAIN",
     "FEDERATED_TOKEN_FILE",
 )
+SECRET_FIELDS = frozenset({"CLIENT_SECRET", "CLIENT_CERTIFICATE_PASSWORD", "PASSWORD"})
 TRUE = {"1", "true", "yes", "on"}
 
 
@@ -46,7 +50,12 @@ class EnvSource:
         """See the module docstring."""
         env = request.environ
         prefix = "PPAUTH_" if any(env.get("PPAUTH_" + f) for f in FIELDS) else "AZURE_"
-        values = {f: env.get(prefix + f, "") for f in FIELDS}
+        # secrets only as "set" markers: this frame raises on half-set variables, and
+        # error reporters (pytest --showlocals, Sentry) record its locals
+        values = {
+            f: ("<set>" if f in SECRET_FIELDS and env.get(prefix + f) else env.get(prefix + f, ""))
+            for f in FIELDS
+        }
         if not any(values[f] for f in FIELDS):
             request.note("no PPAUTH_* or AZURE_* credential variables are set")
             return None
@@ -67,6 +76,7 @@ class EnvSource:
             # AZURE_CLIENT_ID alone picks a user-assigned identity (managed_identity source)
             request.note("AZURE_CLIENT_ID selects the managed identity announced by the host")
             return None
+        self._check_ids(p, client_id, tenant)
         if secret or cert_path:
             if not tenant:
                 raise SourceError(
@@ -79,15 +89,21 @@ class EnvSource:
                     tenant_id=tenant,
                     client_id=client_id,
                     authority_host=authority,
-                    secret=_text(request.resolve(secret, f"{p}CLIENT_SECRET")),
+                    secret=self._secret(request, env[p + "CLIENT_SECRET"], f"{p}CLIENT_SECRET"),
                 )
             password_value = values["CLIENT_CERTIFICATE_PASSWORD"]
             return ClientCertificate(
                 tenant_id=tenant,
                 client_id=client_id,
                 authority_host=authority,
-                certificate=read_certificate(self.name, cert_path, f"{p}CLIENT_CERTIFICATE_PATH"),
-                password=_text(request.resolve(password_value, f"{p}CLIENT_CERTIFICATE_PASSWORD"))
+                certificate=read_certificate(
+                    self.name, cert_path, f"{p}CLIENT_CERTIFICATE_PATH", environ=env
+                ),
+                password=self._secret(
+                    request,
+                    env[p + "CLIENT_CERTIFICATE_PASSWORD"],
+                    f"{p}CLIENT_CERTIFICATE_PASSWORD",
+                )
                 if password_value
                 else None,
                 path=cert_path,
@@ -117,13 +133,39 @@ class EnvSource:
                 client_id=client_id,
                 authority_host=authority,
                 username=username,
-                password=_text(request.resolve(password, f"{p}PASSWORD")),
+                password=self._secret(request, env[p + "PASSWORD"], f"{p}PASSWORD"),
             )
         raise SourceError(
             self.name,
             f"{p}CLIENT_ID is set but none of {p}CLIENT_SECRET, {p}CLIENT_CERTIFICATE_PATH, "
             f"{p}FEDERATED_TOKEN_FILE or {p}USERNAME + {p}PASSWORD",
         )
+
+    def _check_ids(self, p: str, client_id: str, tenant: str) -> None:
+        """Refuse ids that are not ids, naming the variable, before any URL holds them
+        (an unset tenant is the caller's to report, or defaults to organizations)."""
+        problems = [(f"{p}CLIENT_ID", client_id_problem(client_id))]
+        if tenant:
+            problems.append((f"{p}TENANT_ID", tenant_id_problem(tenant)))
+        for name, why in problems:
+            if why:
+                raise SourceError(self.name, f"{name} {why}")
+
+    def _secret(self, request: SourceRequest, value: str, name: str) -> str:
+        """The secret in variable ``name`` (or the one it references), refused when it
+        is only whitespace: that is a templating slip, and sent to Entra ID it would
+        only come back as a confusing "invalid client secret"."""
+        resolved = request.resolve(value, name)
+        reference = resolved is not value
+        secret = _text(resolved)
+        if blank(secret):
+            what = "refers to a secret that is" if reference else "is"
+            raise SourceError(
+                self.name,
+                f"{name} {what} empty or only whitespace: set it to the secret's value, "
+                "or unset it",
+            )
+        return secret
 
 
 def _managed_identity_announced(env: Mapping[str, str]) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import stat
 from collections.abc import Callable
 
+from requests_ppauth._redacted import SecretDict
 from requests_ppauth.config import SECRET_KEYS
 from requests_ppauth.credentials import (
     ClientCertificate,
@@ -19,6 +20,7 @@ from requests_ppauth.credentials import (
     DeviceCode,
     UsernamePassword,
     WorkloadIdentity,
+    blank,
 )
 from requests_ppauth.errors import SourceError, UnsafeFileError
 from requests_ppauth.hookspecs import hookimpl
@@ -80,7 +82,18 @@ class FileSource:
         resolved = self._check_plaintext(request)
 
         def secret(key: str) -> str:
-            return _text(resolved[key] if key in resolved else request.resolve(s[key], key))
+            value = resolved[key] if key in resolved else request.resolve(s[key], key)
+            text = _text(value)
+            # refused here, where the key and the profile can be named; an empty
+            # certificate_password means "none", as an empty variable does for env
+            if blank(text) and not (key == "certificate_password" and text == ""):
+                what = "refers to a secret that is" if value is not s[key] else "is"
+                raise SourceError(
+                    self.name,
+                    f"{where}: {key} {what} empty or only whitespace: put the secret's "
+                    f"value there, or remove {key}",
+                )
+            return text
 
         client_id, tenant = s.get("client_id"), s.get("tenant_id")
         if not client_id:
@@ -96,15 +109,18 @@ class FileSource:
                     authority_host=authority,
                     secret=secret("client_secret"),
                 )
-            password = s.get("certificate_password")
+            has_password = s.get("certificate_password") is not None  # read_certificate raises
             return ClientCertificate(
                 tenant_id=tenant,
                 client_id=client_id,
                 authority_host=authority,
                 certificate=read_certificate(
-                    self.name, s["certificate_path"], f"certificate_path of {where}"
+                    self.name,
+                    s["certificate_path"],
+                    f"certificate_path of {where}",
+                    environ=request.environ,
                 ),
-                password=secret("certificate_password") if password is not None else None,
+                password=secret("certificate_password") if has_password else None,
                 path=s["certificate_path"],
                 send_certificate_chain=bool(s.get("send_certificate_chain", False)),
             )
@@ -125,9 +141,11 @@ class FileSource:
     @staticmethod
     def _check_plaintext(request: SourceRequest) -> dict[str, object]:
         s = request.settings
-        resolved = {
-            k: request.resolve(s[k], k) for k in sorted(SECRET_KEYS) if isinstance(s.get(k), str)
-        }
+        # by name only in a repr: this frame and the caller's raise (a loose file mode,
+        # a half-set profile), and error reporters record their locals
+        resolved = SecretDict(
+            (k, request.resolve(s[k], k)) for k in sorted(SECRET_KEYS) if isinstance(s.get(k), str)
+        )
         plaintext = [k for k, v in resolved.items() if v is s[k]]
         mode = request.settings_mode
         if plaintext and mode is not None and mode & (stat.S_IRWXG | stat.S_IRWXO):

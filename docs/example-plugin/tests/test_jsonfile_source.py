@@ -29,15 +29,17 @@ class TestJsonFileSource(SourceContract):
 
     def provision(self, profile):
         self.profiles[profile] = {
-            "tenant_id": "t",
+            "tenant_id": "contoso.onmicrosoft.com",
             "client_id": "c-" + profile,
             "client_secret": "s3cret-" + profile,
         }
         self._write()
-        return ExpectedCredential("secret", "t", "c-" + profile, ("s3cret-" + profile,))
+        return ExpectedCredential(
+            "secret", "contoso.onmicrosoft.com", "c-" + profile, ("s3cret-" + profile,)
+        )
 
     def provision_broken(self, profile):
-        self.profiles[profile] = {"tenant_id": "t"}
+        self.profiles[profile] = {"tenant_id": "contoso.onmicrosoft.com"}
         self._write()
 
     def request_for(self, profile):

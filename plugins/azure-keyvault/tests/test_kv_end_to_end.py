@@ -146,7 +146,7 @@ def test_a_denied_vault_stops_the_search_with_the_reason(vault, ppauth_env):
 def test_blocking_the_plugin_names_the_package_to_install(ppauth_env):
     ppauth_env.set(PPAUTH_DISABLE_PLUGINS="keyvault")
     ppauth_env.write_config(
-        '[profiles.default]\ntenant_id = "t"\nclient_id = "c"\n'
+        '[profiles.default]\ntenant_id = "t.example"\nclient_id = "c"\n'
         'client_secret = "https://contoso.vault.azure.net/secrets/pp"\n'
     )
 

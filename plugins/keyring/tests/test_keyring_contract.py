@@ -44,8 +44,11 @@ class KeyringSourceContract(SourceContract):
         # the identifiers in the profile (config file), only the secret in the keyring
         secret = f"secret-value-{uuid.uuid4().hex}"
         set_secret(profile, "client_secret", secret)
-        self.settings[profile] = {"tenant_id": "t-" + profile, "client_id": "c-" + profile}
-        return ExpectedCredential("secret", "t-" + profile, "c-" + profile, (secret,))
+        self.settings[profile] = {
+            "tenant_id": profile + ".onmicrosoft.com",
+            "client_id": "c-" + profile,
+        }
+        return ExpectedCredential("secret", profile + ".onmicrosoft.com", "c-" + profile, (secret,))
 
     def provision_broken(self, profile: str) -> None:
         # a secret in the keyring, but the profile has no tenant_id / client_id

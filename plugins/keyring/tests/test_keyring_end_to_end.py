@@ -121,6 +121,7 @@ def test_certificate_password_from_the_keyring(
     pfx_password = f"pfx-{uuid.uuid4().hex}"
     path = ppauth_env.root / "client.pfx"
     path.write_bytes(s.certificate.pfx(pfx_password))
+    path.chmod(0o600)  # a key file open to others is refused
     ppauth_env.write_config(
         f'[profiles.default]\ntenant_id = "{s.tenant_id}"\nclient_id = "{s.cert_client_id}"\n'
         f'certificate_path = "{path}"\nauthority_host = "{emu.authority_host}"\n'

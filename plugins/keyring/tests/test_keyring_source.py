@@ -39,7 +39,7 @@ from requests_ppauth import (
 from requests_ppauth.testing.contract import make_request
 
 SECRET = "unit-s3cret-9c1e"
-IDS = {"tenant_id": "tenant-1", "client_id": "client-1"}
+IDS = {"tenant_id": "tenant-1.example", "client_id": "client-1"}
 
 
 def lookup(profile: str = "prod", **settings: Any) -> Any:
@@ -58,7 +58,7 @@ def test_client_secret() -> None:
     set_secret("prod", "client_secret", SECRET)
     credential, _ = lookup(**IDS, authority_host="https://login.example")
     assert credential == ClientSecret(
-        tenant_id="tenant-1", client_id="client-1", authority_host="https://login.example",
+        tenant_id="tenant-1.example", client_id="client-1", authority_host="https://login.example",
         secret=SECRET,
     )  # fmt: skip
 
@@ -66,6 +66,7 @@ def test_client_secret() -> None:
 def test_certificate_password(tmp_path: Path) -> None:
     path = tmp_path / "client.pfx"
     path.write_bytes(b"pkcs12-bytes")
+    path.chmod(0o600)  # a key file open to others is refused
     set_secret("prod", "certificate_password", SECRET)
     credential, _ = lookup(**IDS, certificate_path=str(path), send_certificate_chain=True)
     assert isinstance(credential, ClientCertificate)
