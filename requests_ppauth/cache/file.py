@@ -27,12 +27,28 @@ its write-ahead log lets readers go on while a writer commits.
 - **Pruning**: rows whose ``expires_on`` is :data:`~requests_ppauth.cache.
   protocol.PRUNE_AFTER` seconds past are deleted by a writer at most every
   :data:`PRUNE_EVERY` seconds (an index on ``expires_on``: O(pruned rows)).
-- **Safety**: the directory is 0700, files are created 0600 (the database first,
-  under a temporary name, linked into place; SQLite gives its ``-wal`` and
-  ``-shm`` files the database's mode). A cache owned by another user, open to
-  others, or a symbolic link is refused. A file that is not this cache's database
-  (garbage, another program's database) is moved aside, kept for inspection, and
-  reported once; a new cache starts in its place.
+- **Safety**: the directory and its ``locks`` folder are 0700, files are created
+  0600 (the database first, under a temporary name, linked into place; SQLite
+  gives its ``-wal`` and ``-shm`` files the database's mode). A cache, lock folder
+  or lock file owned by another user, open to others, or a symbolic link is
+  refused (:class:`~requests_ppauth.UnsafeCacheError`), never repaired: the
+  request fails. A file that is not this cache's database (garbage, another
+  program's database) is moved aside, kept for inspection, and reported once; a
+  new cache starts in its place.
+- **Unavailable**: every other failure of the file system (a read-only one, a
+  full disk, a missing permission) is a :class:`~requests_ppauth.CacheError`
+  naming the path and the way out, which costs only sharing: the token provider
+  warns and gets tokens without the cache.
+- **Read-only**: a cache on a read-only file system (a container's, or a
+  read-only mount of a cache written elsewhere) is still read, so the tokens
+  there are shared; writes and key locks fail as unavailable. What a write would
+  have changed is kept for this process, over what the file holds: a token a
+  server rejected (which cannot be deleted from the file) is not read again, and
+  the one fetched instead is. SQLite cannot open a WAL database there without
+  its ``-shm`` file, which is gone once the last writer closed: the database is
+  then opened ``immutable``, and because a writer elsewhere may still change it,
+  a read that saw the file change is done again on a new connection. A
+  read-only directory without a cache is simply unavailable.
 - **Migration**: a cache written by requests-ppauth 0.1 (``tokens.json`` and its
   log) is converted on first use by :mod:`requests_ppauth.cache.legacy`, and its
   files, which held tokens, are removed.
@@ -57,12 +73,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from requests_ppauth.cache.locks import LockTimeout, kernel_flock
 from requests_ppauth.cache.paths import default_cache_dir
 from requests_ppauth.cache.protocol import (
     PRUNE_AFTER,
     CacheWarning,
     Entry,
     Op,
+    apply_ops,
     expires_on,
     patched,
 )
@@ -78,6 +96,11 @@ WRITE_LOCK_TIMEOUT = 10.0  # a write holds the lock for a transaction: milliseco
 BUSY_TIMEOUT_MS = 10_000  # SQLite's own wait, for what our lock does not cover
 PRUNE_EVERY = 300.0  # seconds between sweeps of long-expired tokens
 KEY_LOCK_POLL = 0.005
+LOCKS_DIR = "locks"
+WAY_OUT = (
+    "Set PPAUTH_CACHE_DIR to a writable directory of yours, or turn the shared cache off "
+    "(cache=False, PPAUTH_CACHE=memory): each process then gets its own tokens"
+)
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS entries ("
@@ -96,8 +119,52 @@ def _check_owner_and_mode(path: Path, st: os.stat_result, what: str, fix: str) -
     if stat.S_IMODE(st.st_mode) & 0o077:
         raise UnsafeCacheError(
             f"{what} {path} is accessible to other users (mode {stat.S_IMODE(st.st_mode):o}); "
-            f"refusing to keep tokens there: run `{fix}`"
+            f"refusing to use it for tokens: run `{fix}`"
         )
+
+
+def _not_a_link(path: Path, st: os.stat_result, what: str) -> None:
+    """Refuse a symbolic link where this cache keeps its own files: following one would
+    let whoever made it choose the file we open (and filelock truncates lock files)."""
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeCacheError(
+            f"{what} {path} is a symbolic link; requests-ppauth does not follow links in its "
+            f"cache directory. Remove it (rm {path}): it is made again when needed."
+        )
+
+
+def _check_lock_file(path: Path) -> None:
+    """A lock file, if there is one, is a regular file of ours (its mode does not
+    matter: it holds nothing, and the folder around it is private)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    _not_a_link(path, st, "token cache lock file")
+    if not stat.S_ISREG(st.st_mode):
+        raise CacheError(
+            f"token cache lock file {path} is not a regular file. Remove it (rm -r {path}): "
+            "it is made again when needed."
+        )
+    _check_owner_and_mode(path, st, "token cache lock file", f"chmod 600 {path}")
+
+
+def _os_failure(doing: str, exc: OSError, path: Path) -> CacheError:
+    """``exc`` (raised while doing ``doing`` at ``path``) as the error that says where,
+    why and what to do: unsafe for a symbolic link met by ``O_NOFOLLOW``, unavailable
+    otherwise."""
+    where = os.fsdecode(exc.filename) if exc.filename else str(path)
+    if exc.errno == errno.ELOOP:
+        return UnsafeCacheError(
+            f"cannot {doing} {where}: it is a symbolic link, which requests-ppauth does not "
+            f"follow in its cache directory. Remove it (rm {where}): it is made again when needed."
+        )
+    reason = (
+        "it is on a read-only file system"
+        if exc.errno == errno.EROFS
+        else (exc.strerror or str(exc) or type(exc).__name__)
+    )
+    return CacheError(f"cannot {doing} {where}: {reason}. {WAY_OUT}")
 
 
 def _dumps(value: Mapping[str, Any]) -> str:
@@ -170,8 +237,12 @@ class FileCache:
         self._ino = 0  # of the database file the connection is on
         self._write_owner: int | None = None  # the thread holding the write lock
         self._prepared = False
+        self._read_only: str | None = None  # why nothing can be written here, if so
+        self._stamp: tuple[Any, ...] | None = None  # of the files a read-only connection saw
+        self._kept: dict[str, Entry | None] = {}  # read-only: this process's writes (None: gone)
         self._warned = False
         self._pruned_at = 0.0
+        kernel_flock()  # a bad PPAUTH_CACHE_LOCKS is a ConfigurationError now, not at a write
         _caches.add(self)
 
     @property
@@ -190,27 +261,74 @@ class FileCache:
     # -- setup ---------------------------------------------------------------------
     def prepare(self) -> None:
         """Create the directory 0700 (and its lock folder) or check an existing one;
-        create the database if there is none, converting a 0.1 cache found there."""
+        create the database if there is none, converting a 0.1 cache found there.
+        Unsafe: :class:`UnsafeCacheError`; unavailable: :class:`CacheError`."""
         if self._prepared:
             return
-        try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with self._failures("use the token cache directory"):
+            try:
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _os_failure("create the token cache directory", exc, self.directory) from None
             st = os.lstat(self.directory)
-        except OSError as exc:
-            raise CacheError(
-                f"cannot create the token cache directory {self.directory}: {exc.strerror}"
-            ) from None
-        if stat.S_ISLNK(st.st_mode):
-            st = os.stat(self.directory)
-        _check_owner_and_mode(
-            self.directory, st, "token cache directory", f"chmod 700 {self.directory}"
-        )
-        with contextlib.suppress(FileExistsError):
-            (self.directory / "locks").mkdir(mode=0o700)
-        self._sweep_temp_files()
-        with self._mutex:
-            self._connection()
+            if stat.S_ISLNK(st.st_mode):  # the directory itself may be a link: it is named
+                st = os.stat(self.directory)  # by the user (PPAUTH_CACHE_DIR), not found
+            _check_owner_and_mode(
+                self.directory, st, "token cache directory", f"chmod 700 {self.directory}"
+            )
+            self._read_only = self._why_read_only()
+            self._check_locks_dir()
+            if self._read_only is None:
+                self._sweep_temp_files()
+            with self._mutex:
+                self._connection()
         self._prepared = True
+
+    def _why_read_only(self) -> str | None:
+        """Why nothing can be created in the directory (None: it is writable)."""
+        statvfs = getattr(os, "statvfs", None)  # not on Windows
+        if statvfs is not None and statvfs(self.directory).f_flag & os.ST_RDONLY:
+            return "is on a read-only file system"
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            return "is not writable by this user"
+        return None
+
+    def _check_locks_dir(self) -> None:
+        """The key locks' folder gets the directory's checks: ours, 0700, and not a
+        link (a link would put lock files wherever it points). Made if missing."""
+        locks = self.directory / LOCKS_DIR
+        if self._read_only is None:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(locks, 0o700)
+        try:
+            st = os.lstat(locks)
+        except FileNotFoundError:
+            if self._read_only is not None:
+                return  # no key lock can be taken here: _held says so
+            raise
+        _not_a_link(locks, st, "token cache lock folder")
+        if not stat.S_ISDIR(st.st_mode):
+            raise CacheError(
+                f"token cache lock folder {locks} is not a directory. Remove it (rm {locks}): "
+                "it is made again when needed."
+            )
+        _check_owner_and_mode(locks, st, "token cache lock folder", f"chmod 700 {locks}")
+
+    @contextlib.contextmanager
+    def _failures(self, doing: str, path: Path | None = None) -> Iterator[None]:
+        """Turn a failure of the file system (the body's own code only) into a
+        :class:`CacheError` naming the path: no OSError leaves this cache raw."""
+        try:
+            yield
+        except CacheError:
+            raise
+        except LockTimeout as exc:
+            raise CacheError(
+                f"cannot {doing} {path or self.directory}: {exc}: another process holds the "
+                "cache's write lock (a stuck process? `fuser` on the lock file names it)"
+            ) from None
+        except OSError as exc:
+            raise _os_failure(doing, exc, path or self.directory) from None
 
     def _sweep_temp_files(self) -> None:
         """Remove temp files left by processes killed while creating the database."""
@@ -322,7 +440,10 @@ class FileCache:
         first use; a file that is not a usable cache is moved aside once."""
         if self._conn is not None:
             try:
-                same = os.lstat(self.path).st_ino == self._ino
+                if self._read_only is not None:
+                    same = self._files_stamp() == self._stamp
+                else:
+                    same = os.lstat(self.path).st_ino == self._ino
             except FileNotFoundError:
                 same = False
             if same:
@@ -334,8 +455,17 @@ class FileCache:
             self._conn = None
         for attempt in range(2):
             if not self._check_files():
+                if self._read_only is not None:
+                    raise CacheError(
+                        f"the token cache directory {self.directory} {self._read_only} and "
+                        f"holds no cache: there is nothing to read, and none can be made. "
+                        f"{WAY_OUT}"
+                    )
                 self._create_database()
                 self._check_files()
+            if self._read_only is not None:
+                self._conn = self._open_read_only()
+                return self._conn
             try:
                 conn = self._open()
             except _UnusableError as exc:
@@ -379,6 +509,61 @@ class FileCache:
         except BaseException:
             conn.close()
             raise
+
+    def _files_stamp(self) -> tuple[Any, ...]:
+        """What identifies the database's content on a read-only file system: the
+        file's identity, size and times, and whether it has a write-ahead log."""
+        st = os.lstat(self.path)
+        try:
+            wal = os.lstat(str(self.path) + "-wal")
+            log_stamp: tuple[int, ...] | None = (wal.st_ino, wal.st_size, wal.st_mtime_ns)
+        except FileNotFoundError:
+            log_stamp = None
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, log_stamp)
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A read-only connection, for a directory where nothing can be written.
+
+        With a write-ahead log beside it (a writer elsewhere has the cache open, or
+        was killed), SQLite reads the database and the log through their ``-shm``.
+        Without one, SQLite cannot open a WAL database read-only unless told it is
+        ``immutable``: the file then is the whole cache, and :meth:`_query` checks
+        that it did not change during a read (a read-only mount of a cache written
+        elsewhere can). A file that is not a usable cache cannot be moved aside
+        here: that is unavailable, not repaired."""
+        stamp = self._files_stamp()
+        mode = "mode=ro" if stamp[-1] is not None else "mode=ro&immutable=1"
+        try:
+            conn = sqlite3.connect(
+                f"{self.path.as_uri()}?{mode}&nofollow=1",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=10.0,
+            )
+        except sqlite3.Error as exc:
+            raise CacheError(
+                f"cannot open the token cache {self.path} (the directory {self._read_only}): "
+                f"{exc}. {WAY_OUT}"
+            ) from None
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            conn.close()
+            raise CacheError(
+                f"cannot read the token cache {self.path} (the directory {self._read_only}): "
+                f"{exc}. {WAY_OUT}"
+            ) from None
+        if (app_id, version) != (APPLICATION_ID, SCHEMA_VERSION):
+            conn.close()
+            raise CacheError(
+                f"cannot use {self.path}: it is not a requests-ppauth token cache (id {app_id}, "
+                f"v{version}), and the directory {self._read_only}, so it cannot be replaced. "
+                f"{WAY_OUT}"
+            )
+        self._stamp = stamp
+        return conn
 
     @staticmethod
     def _tune(conn: sqlite3.Connection) -> None:
@@ -425,6 +610,7 @@ class FileCache:
             return
         from requests_ppauth.cache.locks import exclusive
 
+        _check_lock_file(self._lock_path)
         with exclusive(self._lock_path, WRITE_LOCK_TIMEOUT):
             self._write_owner = me
             try:
@@ -440,19 +626,49 @@ class FileCache:
         self.prepare()
         marks = ",".join("?" * len(keys))
         rows = self._query(f"SELECT key, value FROM entries WHERE key IN ({marks})", keys)  # noqa: S608 - placeholders only
-        return self._decode(rows)
+        return self._over_kept(self._decode(rows), keys)
 
     def read_all(self) -> Mapping[str, Entry]:
         """Every entry (listing and sign-out only)."""
         self.prepare()
-        return self._decode(self._query("SELECT key, value FROM entries", ()))
+        found = self._decode(self._query("SELECT key, value FROM entries", ()))
+        return self._over_kept(found, list(self._kept))
+
+    def _over_kept(self, found: dict[str, Entry], keys: Sequence[str]) -> dict[str, Entry]:
+        """``found`` with what this process wrote to a read-only cache laid over it."""
+        if not self._kept:
+            return found
+        for key in keys:
+            if key in self._kept:
+                entry = self._kept[key]
+                if entry is None:
+                    found.pop(key, None)
+                else:
+                    found[key] = entry
+        return found
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[str, str]]:
         try:
-            with self._mutex:
-                return list(self._connection().execute(sql, tuple(params)))
+            with self._failures("read the token cache", self.path), self._mutex:
+                for _ in range(3):
+                    rows = list(self._connection().execute(sql, tuple(params)))
+                    if self._read_only is None or self._files_stamp() == self._stamp:
+                        return rows
+                    # read-only here, written elsewhere during the read: it may be torn
+                    self._drop_connection()
+                raise CacheError(
+                    f"cannot read the token cache {self.path}: it kept changing during reads "
+                    f"(written elsewhere, while the directory {self._read_only}). {WAY_OUT}"
+                )
         except sqlite3.Error as exc:
             raise CacheError(f"cannot read the token cache {self.path}: {exc}") from None
+
+    def _drop_connection(self) -> None:
+        """Close this process's connection (caller holds ``_mutex``)."""
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
 
     def _decode(self, rows: Sequence[tuple[str, str]]) -> dict[str, Entry]:
         found: dict[str, Entry] = {}
@@ -484,6 +700,16 @@ class FileCache:
         if not ops:
             return
         self.prepare()
+        if self._read_only is not None:
+            with self._mutex:  # a thread's batch is laid over the file whole
+                state = self.get(list({op.key: None for op in ops}))
+                apply_ops(state, ops)
+                self._kept.update({op.key: state.get(op.key) for op in ops})
+            raise CacheError(
+                f"cannot write to the token cache {self.path}: the directory {self._read_only} "
+                f"(tokens already there are still read; this change is kept in this process "
+                f"only). {WAY_OUT}"
+            )
         # a removed entry, or a removed field (a sign-out's refresh token), must not
         # stay readable in SQLite's log: such a batch truncates it
         purge = any(
@@ -492,7 +718,7 @@ class FileCache:
             for op in ops
         )
         try:
-            with self._write_lock(), self._mutex:
+            with self._failures("write to the token cache"), self._write_lock(), self._mutex:
                 conn = self._connection()
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -548,7 +774,8 @@ class FileCache:
 
     # -- single-flight locks -------------------------------------------------------
     def _key_path(self, key: str) -> Path:
-        return self.directory / "locks" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".lock")
+        name = hashlib.sha256(key.encode()).hexdigest()[:32] + ".lock"
+        return self.directory / LOCKS_DIR / name
 
     def key_lock(self, key: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
         """Hold ``key``'s lock; yields False (holding nothing) when ``timeout`` passed."""
@@ -560,8 +787,20 @@ class FileCache:
 
     @contextlib.contextmanager
     def _held(self, key: str, timeout: float) -> Iterator[bool]:
+        """filelock's lock on the key's file in ``locks/`` (created 0600; a link there
+        is refused). Only taking it is this cache's to fail: what the caller does
+        while holding it raises as it raises."""
         from requests_ppauth.cache.locks import polled
 
         self.prepare()
-        with polled(self._key_path(key), timeout, KEY_LOCK_POLL) as held:
+        path = self._key_path(key)
+        if self._read_only is not None:
+            raise CacheError(
+                f"cannot take a token lock in {path.parent}: the directory {self._read_only}, "
+                f"so a token fetched here cannot be shared. {WAY_OUT}"
+            )
+        with contextlib.ExitStack() as stack:
+            with self._failures("take a token lock in", path.parent):
+                _check_lock_file(path)
+                held = stack.enter_context(polled(path, timeout, KEY_LOCK_POLL))
             yield held

@@ -1,6 +1,8 @@
 """The cross-process token cache with real processes: single-flight, warm start, many
 writers, writers killed mid-write, killed lock holders, bounded lock waits and
-proactive refresh by exactly one process.
+proactive refresh by exactly one process. Single-flight and the many writers run on
+both lock paths (``lock_mechanism``: the kernel ``flock``, and filelock's, the path of
+platforms without ``fcntl``).
 
 Children are ``tests/_cache_worker.py`` processes started from the test, configured
 by the environment ``ppauth_env.use_emulator`` sets (the emulator runs in the test
@@ -66,7 +68,7 @@ def sleep_until(moment: float) -> None:
 
 
 def test_32_cold_processes_started_together_make_one_token_request(
-    ppauth_emulator, ppauth_env, children
+    ppauth_emulator, ppauth_env, children, lock_mechanism
 ):
     emu = ppauth_emulator
     ppauth_env.use_emulator(emu, "secret")
@@ -79,6 +81,7 @@ def test_32_cold_processes_started_together_make_one_token_request(
     results = [kid.result() for kid in kids]
 
     assert [r["status"] for r in results] == [200] * 32
+    assert {r["kernel_flock"] for r in results} == {lock_mechanism == "flock"}
     assert emu.count("token") == 1
     assert emu.count("discovery") == 1  # only the one process that fetched built an msal app
     assert sum(r["msal_imported"] for r in results) == 1
@@ -115,7 +118,9 @@ def test_a_fresh_process_with_a_warm_cache_sends_nothing_to_the_identity_provide
 # -- many writers, killed writers ------------------------------------------------------------
 
 
-def test_16_processes_writing_200_distinct_keys_each_lose_nothing(tmp_path, children):
+def test_16_processes_writing_200_distinct_keys_each_lose_nothing(
+    tmp_path, children, lock_mechanism
+):
     directory = tmp_path / "cache"
     # 3200 batches of ~400 bytes: SQLite's log is checkpointed while they run
     kids = [
@@ -129,6 +134,7 @@ def test_16_processes_writing_200_distinct_keys_each_lose_nothing(tmp_path, chil
     results = [kid.result(timeout=120) for kid in kids]
 
     assert [r["written"] for r in results] == [200] * 16
+    assert {r["kernel_flock"] for r in results} == {lock_mechanism == "flock"}
     section = group(directory, "W")
     expected = {f"p{n}-{i}": i for n in range(16) for i in range(200)}
     missing = sorted(set(expected) - set(section))

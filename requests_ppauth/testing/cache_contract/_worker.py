@@ -7,7 +7,9 @@ encoded (so the child holds its own unpickled copy, as a worker of a
 defined beside the tests can be imported) and the mode's parameters. The child
 builds everything, prints ``ready``, and blocks until the parent writes ``go``: a
 barrier that releases every child at the same moment. It ends with one JSON line
-on stdout and exit status 0; a failure is a traceback on stderr and status 1.
+on stdout (with ``kernel_flock``: whether requests-ppauth's own locks took the
+kernel ``flock`` path here) and exit status 0; a failure is a traceback on stderr
+and status 1.
 Tokens never leave a child: only a short hash of them.
 
 :class:`Worker` is the parent's side.
@@ -24,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from requests_ppauth.cache.locks import kernel_flock
 from requests_ppauth.cache.protocol import CacheBackend, Op
 from requests_ppauth.testing._child import LineChild
 
@@ -134,6 +137,9 @@ def main() -> None:
     sys.path.extend(p for p in setup["path"] if p not in sys.path)
     backend = pickle.loads(base64.b64decode(setup["backend"]))  # noqa: S301 - our parent's
     result = MODES[sys.argv[1]](backend, setup["params"])
+    # which path requests_ppauth's own locks took here (PPAUTH_CACHE_LOCKS reaches
+    # children through the environment): the file cache's tests check it
+    result["kernel_flock"] = kernel_flock()
     print(json.dumps(result), flush=True)
 
 
