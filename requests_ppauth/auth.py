@@ -40,6 +40,7 @@ _OPTIONS = (
     "verify",
     "timeout",
     "cache",
+    "proxies",
 )
 _instances: weakref.WeakSet[PowerPlatformAuth] = weakref.WeakSet()
 ROUTE_MEMO = 1024  # distinct origins remembered per auth object
@@ -77,6 +78,20 @@ class PowerPlatformAuth(AuthBase):
         or a string with a ``/``); ``{"backend": name, **options}``; a
         :class:`~requests_ppauth.cache.CacheBackend`; ``False``: this process only.
         A name nobody registered is a :class:`ConfigurationError`.
+    :param proxies: proxies for identity traffic (Entra ID), a requests-style mapping
+        such as ``{"https": "http://proxy:3128"}``; default: the profile's ``proxy``,
+        else ``HTTPS_PROXY`` / ``NO_PROXY`` as requests reads them. ``NO_PROXY``
+        still exempts hosts; managed identity endpoints and link-local hosts are never
+        proxied. The CA bundle and netrc of the environment never apply to identity
+        traffic.
+
+    Plain http (loopback hosts only) gets a token only when the request goes direct:
+    if a proxy from the environment (``HTTP_PROXY``, ``ALL_PROXY``, not exempted by
+    ``NO_PROXY``) would carry it, :class:`InsecureTransportError` is raised and nothing
+    is sent. requests calls an auth object before it merges proxies and never shows it
+    the Session, so a ``proxies=`` given to a Session or a call (and ``trust_env =
+    False``) is invisible here: sending a token over http through such a proxy is the
+    caller's choice.
     """
 
     def __init__(
@@ -93,6 +108,7 @@ class PowerPlatformAuth(AuthBase):
         verify: str | bool | None = None,
         timeout: float | tuple[float, float] | None = None,
         cache: bool | str | os.PathLike[str] | Mapping[str, Any] | CacheBackend = True,
+        proxies: Mapping[str, str] | None = None,
     ) -> None:
         self.profile = profile
         self.credential = credential
@@ -107,6 +123,12 @@ class PowerPlatformAuth(AuthBase):
         self.verify = verify
         self.timeout = timeout
         self.cache = cache
+        # checked now, like cloud: a malformed proxy URL fails here, not at the first token
+        self.proxies: dict[str, str] | None = None
+        if proxies is not None:
+            from requests_ppauth.proxies import check_proxies
+
+            self.proxies = check_proxies(proxies)
         self._init_runtime()
 
     def _init_runtime(self) -> None:
@@ -137,9 +159,10 @@ class PowerPlatformAuth(AuthBase):
         """Profile, cloud, authority host and CA bundle, read once on first need."""
         if self._settled is not None:
             return self._settled
+        from requests_ppauth._redacted import EnvironView
         from requests_ppauth.config import load_profile
 
-        env = os.environ
+        env = EnvironView()  # os.environ, whose repr would list every variable in a traceback
         name = self.profile or env.get("PPAUTH_PROFILE") or "default"
         explicit = bool(self.profile or env.get("PPAUTH_PROFILE"))
         profile = load_profile(name, env)
@@ -176,6 +199,12 @@ class PowerPlatformAuth(AuthBase):
                     from requests_ppauth.tokens import TokenProvider
 
                     settled = self._settle()
+                    proxies = self.proxies
+                    if proxies is None and settled["profile"].get("proxy") is not None:
+                        from requests_ppauth.proxies import check_proxy_url
+
+                        url = settled["profile"].get("proxy")
+                        proxies = {"https": check_proxy_url(url, "the profile's 'proxy'")}
                     self._provider = TokenProvider(
                         self._find_credential,
                         authority_host=settled["authority_host"],
@@ -183,6 +212,7 @@ class PowerPlatformAuth(AuthBase):
                         verify=settled["verify"],
                         timeout=self.timeout,
                         cache=self._cache_backend(),
+                        proxies=proxies,
                     )
                 provider = self._provider
         return provider
@@ -191,17 +221,20 @@ class PowerPlatformAuth(AuthBase):
         from requests_ppauth.cache.select import resolve
 
         profile = self._settle()["profile"]
-        return resolve(self.cache, profile_setting=profile.get("cache"), environ=os.environ)
+        from requests_ppauth._redacted import EnvironView
+
+        return resolve(self.cache, profile_setting=profile.get("cache"), environ=EnvironView())
 
     def _find_credential(self) -> Credential:
         if self.credential is not None:
             return self.credential
+        from requests_ppauth._redacted import EnvironView
         from requests_ppauth.plugins import get_plugins
 
         settled = self._settle()
         return get_plugins().find_credential(
             settled["profile"],
-            os.environ,
+            EnvironView(),  # sources can raise: their frames show no os.environ
             order=self.sources,
             explicit_profile=settled["explicit"],
         )
@@ -237,6 +270,8 @@ class PowerPlatformAuth(AuthBase):
                 f"Platform host of the {cloud.name} cloud. If it should get one, pass "
                 f"allowed_hosts=[{hostport!r}] (with scope= or hosts={{{hostport!r}: scope}})."
             )
+        if scheme == "http":
+            self._refuse_proxied_http(url, host, hostport)
         scope = settled["scope"] or mapped or table
         if scope is None:
             raise ConfigurationError(
@@ -244,6 +279,27 @@ class PowerPlatformAuth(AuthBase):
                 f"hosts={{{hostport!r}: 'https://.../.default'}}"
             )
         return str(scope)
+
+    @staticmethod
+    def _refuse_proxied_http(url: str, host: str, hostport: str) -> None:
+        """Plain http carries the token in clear: only when no proxy can see it."""
+        from requests_ppauth.proxies import proxy_route, redact
+
+        route = proxy_route(url)
+        if route.proxy is None:
+            return
+        current = os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
+        entries = [e for e in current.replace(" ", "").split(",") if e]
+        for name in ("localhost", "127.0.0.1", "::1"):
+            if name not in entries:
+                entries.append(name)
+        if host not in entries and not host.endswith(".localhost"):
+            entries.append(host)
+        raise InsecureTransportError(
+            f"refusing to send a token over plain http to {hostport}: the proxy "
+            f"{redact(route.proxy)} (from {route.reason}) would see it in clear. Set "
+            f"NO_PROXY={','.join(entries)} so the request goes direct, or use https"
+        )
 
     def _route(self, url: str) -> str:
         # "https://user@host:port/path" -> "https://user@host:port" by one find: prepared
@@ -254,7 +310,9 @@ class PowerPlatformAuth(AuthBase):
         scope = self._routes.get(key)
         if scope is None:
             scope = self.scope_for_url(url)
-            if len(self._routes) < ROUTE_MEMO:
+            # plain http is never remembered: whether a proxy would see it depends on
+            # the environment at each request (the https hot path is not taxed for it)
+            if len(self._routes) < ROUTE_MEMO and key[:6].lower() == "https:":
                 self._routes[key] = scope
         return scope
 

@@ -2,7 +2,8 @@
 
 Checks, in order: the config file parses (and keeps plaintext secrets private), the
 cache directory's owner and mode, a credential is found, the certificate's expiry
-(when one is used), the authority answers its discovery document, the clock agrees
+(when one is used), the authority answers its discovery document (and through which
+proxy, or why directly; credentials in a proxy URL are never shown), the clock agrees
 with the authority's ``Date`` header, and Entra ID issues a token (bypassing the
 cache, so the credential itself is tested). Exit status 1 when any check fails.
 """
@@ -25,7 +26,7 @@ from requests_ppauth.cache.file import DB_FILE, DB_SIDE_FILES, FileCache
 from requests_ppauth.cli import common
 from requests_ppauth.cli.failures import describe
 from requests_ppauth.config import SECRET_KEYS, Profile, config_path, read_profiles
-from requests_ppauth.credentials import ClientCertificate, ClientSecret, Credential
+from requests_ppauth.credentials import ClientCertificate, ClientSecret, Credential, ManagedIdentity
 from requests_ppauth.errors import PPAuthError, TokenAcquisitionError
 from requests_ppauth.tokens import normalise_authority_host
 
@@ -138,6 +139,7 @@ def check_cache(args: argparse.Namespace, checks: list[Check]) -> None:
     problems: list[tuple[str, str]] = []
     for path, want, fix in (
         (directory, 0o700, "chmod 700"),
+        (directory / "locks", 0o700, "chmod 700"),  # the key locks' folder: same checks
         *((directory / (DB_FILE + side), 0o600, "chmod 600") for side in ("", *DB_SIDE_FILES)),
     ):
         try:
@@ -160,7 +162,15 @@ def check_cache(args: argparse.Namespace, checks: list[Check]) -> None:
             problems.append(
                 (f"{path} has mode {stat.S_IMODE(st.st_mode):o}, not {want:o}", f"{fix} {path}")
             )
-    if not os.access(directory, os.W_OK):
+    if hasattr(os, "statvfs") and os.statvfs(directory).f_flag & os.ST_RDONLY:
+        problems.append(
+            (
+                f"{directory} is on a read-only file system: tokens there are read, new "
+                "ones are not shared",
+                "set PPAUTH_CACHE_DIR to a writable directory (or --cache memory)",
+            )
+        )
+    elif not os.access(directory, os.W_OK):
         problems.append((f"{directory} is not writable", f"chmod u+w {directory}"))
     if problems:
         checks.append(Check("cache", "fail", "; ".join(p for p, _ in problems), problems[0][1]))
@@ -259,12 +269,21 @@ def check_authority(
         host = normalise_authority_host(cred.authority_host)
     tenant = cred.tenant_id if cred is not None else "organizations"
     url = f"{host}/{tenant}/v2.0/.well-known/openid-configuration"
-    # the HTTP client msal gets: same CA bundle, no proxy or CA from the environment
-    client = IdentityHttpClient(verify=provider.verify, timeout=(5.0, 10.0))
+    # the HTTP client msal gets: same CA bundle and proxies, no CA or netrc from the env
+    try:
+        client = IdentityHttpClient(
+            verify=provider.verify, timeout=(5.0, 10.0), proxies=provider.proxies
+        )
+        route = client.route(url).describe()
+    except PPAuthError as exc:  # a malformed proxy URL in the environment
+        checks.append(Check("authority", "fail", *describe(exc)))
+        return False
+    if isinstance(cred, ManagedIdentity):
+        route += "; managed identity endpoints always direct"
     started = time.time()
     try:
         resp = client.get(url)
-    except (requests.RequestException, OSError) as exc:
+    except (requests.RequestException, OSError, PPAuthError) as exc:
         checks.append(Check("authority", "fail", *describe(exc)))
         return False
     finally:
@@ -284,7 +303,7 @@ def check_authority(
         Check(
             "authority",
             "ok",
-            f"{host} answered discovery for {tenant} in {(ended - started) * 1000:.0f} ms",
+            f"{host} answered discovery for {tenant} in {(ended - started) * 1000:.0f} ms, {route}",
         )
     )
     _check_clock(resp.headers.get("Date"), (started + ended) / 2, checks)

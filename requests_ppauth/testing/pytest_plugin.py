@@ -9,7 +9,8 @@ installed; importing this module starts nothing. Fixtures:
     One emulator shared by the whole session (faster; state accumulates).
 ``ppauth_env``
     An isolated environment: every ``AZURE_*``/``PPAUTH_*`` variable removed,
-    config file, cache and platform directories under ``tmp_path``. Use
+    config file, cache and platform directories under ``tmp_path``, loopback added
+    to ``NO_PROXY`` (the emulator's traffic never reaches the machine's proxy). Use
     ``ppauth_env.use_emulator(emu)`` to point the variables at an emulator.
 """
 
@@ -24,6 +25,7 @@ import pytest
 from requests_ppauth.testing.emulator import Emulator
 
 CREDENTIAL_PREFIXES = ("AZURE_", "PPAUTH_", "IDENTITY_", "MSI_")
+LOOPBACK_NO_PROXY = "localhost,127.0.0.1,::1"
 
 
 class PPAuthEnv:
@@ -49,6 +51,13 @@ class PPAuthEnv:
         self.config_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         monkeypatch.setenv("PPAUTH_CONFIG", str(self.config_path))
         monkeypatch.setenv("PPAUTH_CACHE_DIR", str(self.cache_dir))
+        # The emulator listens on loopback, and identity traffic honours HTTPS_PROXY as
+        # requests does (loopback included): behind a corporate proxy, the tests' traffic
+        # to the emulator must still go direct. The machine's own exemptions are kept.
+        exempt = os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
+        exempt = ",".join(filter(None, (exempt, LOOPBACK_NO_PROXY)))
+        monkeypatch.setenv("no_proxy", exempt)
+        monkeypatch.setenv("NO_PROXY", exempt)
 
     def set(self, **variables: str | None) -> None:
         """Set (or, with ``None``, remove) environment variables for this test."""

@@ -184,3 +184,33 @@ def test_without_the_plugin_the_fixtures_are_missing(inner):
     result = inner.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:requests_ppauth")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'ppauth_env' not found*"])
+
+
+def test_behind_a_corporate_proxy_the_emulator_is_still_reached_direct(inner, monkeypatch):
+    """Identity traffic honours HTTPS_PROXY (loopback included, as requests does): on a
+    machine whose proxy cannot reach this machine's emulator, ``ppauth_env`` keeps the
+    tests working by exempting loopback, and keeps the machine's own exemptions."""
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # the discard port: nobody there
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "intranet.example")
+    inner.makepyfile(
+        test_inner="""
+        import os
+
+        from requests_ppauth import PowerPlatformAuth
+
+
+        def test_token_through_no_proxy(ppauth_env, ppauth_emulator):
+            assert os.environ["NO_PROXY"].split(",")[0] == "intranet.example"
+            ppauth_env.use_emulator(ppauth_emulator, "secret")
+            token = PowerPlatformAuth().provider.get("https://api.powerplatform.com/.default")
+            assert token.token and ppauth_emulator.count("token") == 1
+
+
+        def test_without_the_fixture_the_proxy_applies():
+            assert os.environ["NO_PROXY"] == "intranet.example"
+        """
+    )
+    result = inner.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=2)
