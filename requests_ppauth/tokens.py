@@ -8,6 +8,7 @@ asks msal (whose own cache answers first).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -21,10 +22,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from requests_ppauth._http import IdentityHttpClient
-from requests_ppauth.cache.keys import ACCESS_TOKEN_PREFIX, partition_key, token_key
+from requests_ppauth._http import DEFAULT_TIMEOUT, IdentityHttpClient
+from requests_ppauth._redacted import HiddenText
+from requests_ppauth.cache.keys import (
+    ACCESS_TOKEN_PREFIX,
+    access_token_key,
+    is_backoff,
+    partition_key,
+    token_key,
+)
 from requests_ppauth.cache.partitions import SharedTokens
-from requests_ppauth.cache.protocol import CacheBackend, Op
+from requests_ppauth.cache.protocol import CacheBackend, Entry, Op
+from requests_ppauth.cache.protocol import expires_on as entry_expires_on
 from requests_ppauth.certificates import parse_certificate
 from requests_ppauth.credentials import (
     ClientCertificate,
@@ -67,6 +76,26 @@ LOCK_TIMEOUT = 30.0
 # msal's section a sign-out looks for refresh tokens in
 REFRESH_TOKENS = "RefreshToken"
 RETRYABLE_ERRORS = frozenset({"temporarily_unavailable", "server_error", "network_error"})
+# With no valid token in hand, after the identity provider could not be reached, no
+# process sharing the cache asks again for BACKOFF_BASE s, doubling with each failure
+# in a row up to BACKOFF_CAP s. msal has no throttle for a dropped connection (it has
+# one for answered 429/5xx), so without this every API call is a token request. 1 s
+# first: a blip (a proxy restarting, one reset connection) costs a caller no more
+# than an immediate retry would have told it; 60 s at most: an outage costs one
+# request a minute whatever the number of processes, and whoever waits learns within
+# a minute that it is over. No jitter: one process retries per step (under the key's
+# lock), the others read its outcome. TokenProvider.backoff_base/backoff_cap override.
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 60.0
+# The longest Retry-After honoured (msal caps it at an hour too).
+RETRY_AFTER_CAP = 3600.0
+# A refresh while a valid token is in hand uses at most these (connect, read)
+# timeouts: the token keeps the caller working, so a slow identity provider must not
+# hold it for the whole read timeout (30 s by default). 3.05 s lets one lost SYN be
+# resent (at 3 s); Entra ID answers a token request in well under 5 s when healthy.
+# On a timeout the valid token is served and the refresh tried again RETRY_BACKOFF
+# later; only once no valid token is left does a request wait the full timeout.
+REFRESH_TIMEOUT = (3.05, 5.0)
 
 
 def _caller_level() -> int:
@@ -82,6 +111,22 @@ def _caller_level() -> int:
         frame = frame.f_back
         level += 1
     return level
+
+
+def _backs_off(exc: TokenAcquisitionError) -> bool:
+    """Whether ``exc``, with no valid token in hand, starts or extends the shared
+    back-off: the identity provider was not reached (but not a TLS failure: a wrong
+    CA bundle is a setting to fix, and its fix must work at once), or it answered a
+    passing failure with Retry-After. A 429/5xx without Retry-After is left to
+    msal's own throttle (per process, 5 s), and is reported as it comes."""
+    if exc.retryable and exc.retry_after:
+        return True
+    if exc.error != "network_error":
+        return False
+    import requests
+
+    # raised ``from None`` in _acquire_unlocked: the transport's exception is its context
+    return not isinstance(exc.__context__, requests.exceptions.SSLError)
 
 
 class ROPCWarning(UserWarning):
@@ -154,7 +199,14 @@ class TokenProvider:
     """Gets tokens for one credential. Thread-safe; with a shared cache, also
     single-flight across processes: one token request per key, not one each.
     ``cache=None`` keeps tokens in a :class:`~requests_ppauth.cache.MemoryCache`
-    of this provider's own, so there is one code path whatever the backend."""
+    of this provider's own, so there is one code path whatever the backend.
+
+    ``backoff_base`` and ``backoff_cap`` (seconds; class defaults
+    :data:`BACKOFF_BASE`, :data:`BACKOFF_CAP`) set the back-off after the identity
+    provider could not be reached; set them on an instance (tests use short ones)."""
+
+    backoff_base: float = BACKOFF_BASE
+    backoff_cap: float = BACKOFF_CAP
 
     def __init__(
         self,
@@ -166,6 +218,7 @@ class TokenProvider:
         timeout: float | tuple[float, float] | None = None,
         cache: CacheBackend | None = None,
         lock_timeout: float = LOCK_TIMEOUT,
+        proxies: Mapping[str, str] | None = None,
     ) -> None:
         self._credential_factory = credential
         self.authority_host = normalise_authority_host(authority_host)
@@ -174,6 +227,7 @@ class TokenProvider:
         self.timeout = timeout
         self.cache = cache
         self.lock_timeout = lock_timeout
+        self.proxies = dict(proxies) if proxies is not None else None
         self.tokens: dict[str, AccessToken] = {}
         self._reset_runtime()
         _providers.add(self)
@@ -186,6 +240,9 @@ class TokenProvider:
         self._http: IdentityHttpClient | None = None
         self._credential: Credential | None = None
         self._warned_ropc = False
+        # token key -> the last back-off record written or read: used only while
+        # the shared cache is unusable (the shared record is the truth otherwise)
+        self._backoffs: dict[str, Entry] = {}
         if self.cache is None:
             from requests_ppauth.cache.memory import MemoryCache
 
@@ -223,6 +280,21 @@ class TokenProvider:
         host = urlsplit(self._authority(cred)).hostname or ""
         return partition_key(host.lower(), cred.client_id)
 
+    def _http_client(self) -> IdentityHttpClient:
+        """The client msal's traffic goes through, built once. Apart from the msal app
+        because a refresh sets its short timeout before the app exists: building an
+        app already asks the authority (its OpenID configuration)."""
+        if self._http is None:
+            cred = self.credential
+            self._http = IdentityHttpClient(
+                verify=self.verify,
+                authority_netlocs=(urlsplit(self._authority(cred)).netloc,),
+                proxies=self.proxies,
+                use_proxy=not isinstance(cred, ManagedIdentity),  # IMDS is on this machine
+                **({"timeout": self.timeout} if self.timeout is not None else {}),
+            )
+        return self._http
+
     def _msal_app(self) -> Any:
         if self._app is not None:
             return self._app
@@ -230,11 +302,7 @@ class TokenProvider:
 
         cred = self.credential
         authority = self._authority(cred)
-        self._http = IdentityHttpClient(
-            verify=self.verify,
-            authority_netlocs=(urlsplit(authority).netloc,),
-            **({"timeout": self.timeout} if self.timeout is not None else {}),
-        )
+        self._http_client()
         common: dict[str, Any] = {
             "authority": authority,
             "http_client": self._http,
@@ -244,16 +312,20 @@ class TokenProvider:
         }
         if isinstance(cred, ClientSecret):
             app = msal.ConfidentialClientApplication(
-                cred.client_id, client_credential=cred.secret, **common
+                # a str msal takes whose repr hides it: msal's constructor holds it as a
+                # local while it talks to the network (authority discovery can fail)
+                cred.client_id,
+                client_credential=HiddenText(cred.secret),
+                **common,
             )
         elif isinstance(cred, ClientCertificate):
+            from requests_ppauth.certificates import msal_credential
+
             where = cred.path or f"the certificate from source {cred.source!r}"
             parsed = parse_certificate(cred.certificate, cred.password, where)
-            client_credential: dict[str, str] = {"private_key": parsed.key_pem}
-            if cred.send_certificate_chain:
-                client_credential["public_certificate"] = parsed.chain_pem
-            else:
-                client_credential["thumbprint"] = parsed.thumbprint
+            # msal's constructor fetches the OpenID configuration and can raise: the
+            # key is in its frame's locals and ours, so in a dict that hides it
+            client_credential = msal_credential(parsed, send_chain=cred.send_certificate_chain)
             app = msal.ConfidentialClientApplication(
                 cred.client_id, client_credential=client_credential, **common
             )
@@ -287,7 +359,8 @@ class TokenProvider:
         network); a stale but valid one is refreshed by whichever process takes
         the key's lock without waiting, while the others keep using it; with no
         usable token, processes queue on the key's lock and all but the first find
-        the token the first one stored.
+        the token the first one stored, or the back-off it recorded (then each
+        raises the back-off's error at once, without a request).
         """
         current = self.tokens.get(scope)
         if current is not None and time.time() < current.refresh_on:
@@ -305,7 +378,10 @@ class TokenProvider:
             except CacheError as exc:
                 # the cache is down or unusable: a token without it beats no token
                 self._warn_cache(exc)
-                return self._refresh(scope, current, key)
+                if current is not None and now < current.expires_on - SAFETY:
+                    return self._refresh(scope, current, key)
+                # nothing to keep: the back-off is this process's alone
+                return self._fetch(scope, key, self._backoffs.get(key), shared=False)
 
     def _warn_cache(self, exc: CacheError) -> None:
         log.log(
@@ -320,7 +396,7 @@ class TokenProvider:
         self, scope: str, key: str, current: AccessToken | None, now: float
     ) -> AccessToken:
         """:meth:`get` past the in-memory token: the shared cache and its key locks."""
-        disk = self._disk_token(key, scope)
+        disk, record = self._disk(key, scope)
         if disk is not None and now < disk.refresh_on:
             self.tokens[scope] = disk
             return disk
@@ -335,7 +411,7 @@ class TokenProvider:
                 if mine:
                     # whoever held the lock since we looked may have refreshed or
                     # backed off: what it stored answers, as in the waiting path
-                    disk = self._disk_token(key, scope)
+                    disk, _ = self._disk(key, scope)
                     if disk is not None and time.time() < disk.refresh_on:
                         self.tokens[scope] = disk
                         return disk
@@ -346,32 +422,159 @@ class TokenProvider:
             )
             self.tokens[scope] = kept
             return kept
+        self._wait_out(scope, record, now)  # a back-off holds: no need to queue
         with backend.key_lock(key, self.lock_timeout) as mine:
-            if mine:
-                disk = self._disk_token(key, scope)
-                if disk is not None and time.time() < disk.refresh_on:
-                    self.tokens[scope] = disk
-                    return disk
-            else:
+            if not mine:
                 log.warning(
                     "waited %.0f s for another process to fetch a token for %s; "
                     "fetching one here instead",
                     self.lock_timeout,
                     scope,
                 )
-            return self._refresh(scope, None, key)
+            # whoever held the lock may have stored a token, or failed and backed off
+            disk, record = self._disk(key, scope)
+            if disk is not None and time.time() < disk.refresh_on:
+                self.tokens[scope] = disk
+                return disk
+            return self._fetch(scope, key, record, shared=True)
 
-    def _disk_token(self, key: str, scope: str) -> AccessToken | None:
-        entry = self._shared.lookup(key)
-        if entry is None:
-            return None
-        return AccessToken(entry["secret"], entry["expires_on"], entry["refresh_on"], scope)
+    # -- back-off with no token in hand ---------------------------------------------
+    def _fetch(self, scope: str, key: str, record: Entry | None, *, shared: bool) -> AccessToken:
+        """A token when none is in hand, unless ``record`` (the key's back-off) holds.
+        A failure that backs off (:func:`_backs_off`) writes the next record, for every
+        process when ``shared``, in the token's place (see
+        :mod:`requests_ppauth.cache.keys`); any other outcome ends the back-off: a token
+        (stored over it, in the same batch), or an answer that is not a passing
+        failure (a user fixing ``invalid_client`` or a password must not wait)."""
+        self._wait_out(scope, record, time.time())
+        try:
+            token = self._refresh(scope, None, key)
+        except TokenAcquisitionError as exc:
+            if not _backs_off(exc):
+                if record is not None:
+                    self._end_backoff(key, shared=shared)
+                raise
+            raise self._back_off(scope, key, exc, record, shared=shared) from None
+        self._backoffs.pop(key, None)  # the shared record: the token replaced it
+        return token
+
+    def _wait_out(self, scope: str, record: Entry | None, now: float) -> None:
+        """Raise the back-off's error while ``record`` holds."""
+        until = entry_expires_on(record) if record is not None else None
+        if record is None or until is None or now >= until:
+            return
+        failures = int(record.get("failures") or 1)
+        wait = until - now
+        raise TokenAcquisitionError(
+            f"{record.get('message') or 'the last token request failed'} "
+            f"({failures} failure{'s' if failures != 1 else ''} in a row); the next token "
+            f"request for {scope} is at {time.strftime('%H:%M:%S', time.localtime(until))} "
+            f"(in {wait:.1f} s): until then every process sharing the token cache gets "
+            "this error without asking",
+            error=str(record.get("error") or "network_error"),
+            codes=[c for c in record.get("codes") or () if isinstance(c, int)],
+            hint=str(record["hint"]) if record.get("hint") else None,
+            retryable=True,
+            retry_after=wait,
+        )
+
+    def _back_off(
+        self,
+        scope: str,
+        key: str,
+        exc: TokenAcquisitionError,
+        record: Entry | None,
+        *,
+        shared: bool,
+    ) -> TokenAcquisitionError:
+        """Record the back-off after ``exc`` and return the error to raise: ``exc``'s,
+        saying when the next attempt is."""
+        now = time.time()
+        failures = int(record.get("failures") or 0) + 1 if record is not None else 1
+        if exc.retry_after:  # the server said when: every process hears it
+            wait = min(float(exc.retry_after), RETRY_AFTER_CAP)
+        else:
+            wait = min(self.backoff_base * 2 ** min(failures - 1, 32), self.backoff_cap)
+        cred = self.credential
+        entry: Entry = {
+            "expires_on": round(now + wait, 3),  # the end; also lets a backend prune it
+            "failures": failures,
+            "error": exc.error or "network_error",
+            "codes": list(exc.codes),
+            # the first line: what failed (no hint, no correlation id; never a secret)
+            "message": str(exc).split("\n", 1)[0],
+            "hint": exc.hint,
+            "scope": scope,
+            "client_id": cred.client_id,
+            "authority": self._authority(cred),
+        }
+        if cred.user:
+            entry["user"] = cred.user
+        self._backoffs[key] = entry
+        if shared:
+            try:
+                self._shared.apply([Op(access_token_key(key), entry)])
+            except (CacheError, OSError) as exc_store:
+                log.warning(
+                    "could not share the back-off in %s (%s); backing off in this process only",
+                    self._shared.backend.location,
+                    exc_store,
+                )
+        log.info(  # the error raised says as much: a warning would say it twice
+            "no token for %s: %s (%s, %d failure%s in a row); no new request for %.1f s",
+            scope,
+            exc.error,
+            entry["message"],
+            failures,
+            "s" if failures != 1 else "",
+            wait,
+        )
+        try:
+            self._wait_out(scope, entry, now)
+        except TokenAcquisitionError as error:
+            return error
+        return exc  # a back-off of 0 s (backoff_base=0) holds nothing
+
+    def _end_backoff(self, key: str, *, shared: bool) -> None:
+        """Drop ``key``'s back-off: the identity provider answered."""
+        self._backoffs.pop(key, None)
+        if not shared:
+            return
+        try:  # under the key's lock: no token was stored since we read the record
+            self._shared.apply([Op(access_token_key(key))])
+        except (CacheError, OSError) as exc:
+            log.warning(
+                "could not drop a back-off from %s (%s); it ends on its own",
+                self._shared.backend.location,
+                exc,
+            )
+
+    def _disk(self, key: str, scope: str) -> tuple[AccessToken | None, Entry | None]:
+        """What the cache holds in ``key``'s slot, in one read: its token, or its
+        back-off record (held or run out), or neither."""
+        at = access_token_key(key)
+        entry = self._shared.get([at]).get(at)
+        if not isinstance(entry, dict):
+            return None, None
+        if is_backoff(entry):
+            self._backoffs[key] = entry
+            return None, entry
+        if not isinstance(entry.get("secret"), str) or not all(
+            isinstance(entry.get(f), int | float) for f in ("expires_on", "refresh_on")
+        ):
+            return None, None
+        self._backoffs.pop(key, None)  # a token there: whatever back-off we saw is over
+        token = AccessToken(entry["secret"], entry["expires_on"], entry["refresh_on"], scope)
+        return token, None
 
     def _refresh(self, scope: str, usable: AccessToken | None, key: str | None) -> AccessToken:
         """Ask Entra ID (through msal); on a passing failure keep ``usable`` and back off."""
         now = time.time()
         try:
-            token = self._acquire(scope, key)
+            # with a valid token in hand, a slow identity provider is not waited for
+            token = self._acquire(
+                scope, key, timeout=None if usable is None else self._refresh_timeout()
+            )
         except TokenAcquisitionError as exc:
             if usable is None or not exc.retryable or now >= usable.expires_on - SAFETY:
                 raise
@@ -393,6 +596,12 @@ class TokenProvider:
             return kept
         self.tokens[scope] = token
         return token
+
+    def _refresh_timeout(self) -> tuple[float, float]:
+        """:data:`REFRESH_TIMEOUT`, or the configured timeouts where they are shorter."""
+        configured = self.timeout if self.timeout is not None else DEFAULT_TIMEOUT
+        connect, read = configured if isinstance(configured, tuple) else (configured, configured)
+        return (min(connect, REFRESH_TIMEOUT[0]), min(read, REFRESH_TIMEOUT[1]))
 
     def _entry(self, token: AccessToken) -> dict[str, Any]:
         """What the cache keeps of ``token``: the token, its times (to the millisecond),
@@ -470,6 +679,7 @@ class TokenProvider:
         """
         cred = self.credential
         self.tokens.clear()
+        self._backoffs.clear()
         shared = self._shared
         partition = self.partition()
         removed: list[str] = []
@@ -514,7 +724,7 @@ class TokenProvider:
         return removed
 
     def _sign_out_ops(self, state: Mapping[str, Any], cred: Credential) -> list[Op]:
-        """Deletions of our cached tokens for this credential."""
+        """Deletions of our cached tokens (and back-offs in their place) for this credential."""
         authority = self._authority(cred).lower()
         client = cred.client_id.lower()
         user = (cred.user or "").lower()
@@ -529,7 +739,12 @@ class TokenProvider:
         ]
 
     def _acquire(
-        self, scope: str, key: str | None = None, *, interactive: bool = False
+        self,
+        scope: str,
+        key: str | None = None,
+        *,
+        interactive: bool = False,
+        timeout: tuple[float, float] | None = None,
     ) -> AccessToken:
         shared = self._shared
         partition = self.partition()
@@ -538,6 +753,7 @@ class TokenProvider:
                 scope,
                 lambda app: shared.load_into(app.token_cache, partition),
                 interactive=interactive,
+                timeout=timeout,
             )
             if key is not None:
                 self._store(key, token, with_msal=True)
@@ -549,23 +765,28 @@ class TokenProvider:
         prepare: Callable[[Any], None] | None = None,
         *,
         interactive: bool = False,
+        timeout: tuple[float, float] | None = None,
     ) -> AccessToken:
+        """One acquisition through msal; with ``timeout``, every request it makes
+        (building the app included) uses it instead of the configured timeouts."""
         import requests
 
         cred = self.credential
         try:
-            app = self._msal_app()
-            if prepare is not None:
-                prepare(app)
-            now = time.time()
-            if isinstance(cred, UsernamePassword):
-                result = self._ropc(app, cred, scope)
-            elif isinstance(cred, DeviceCode):
-                result = device_code_flow(app, cred, scope, silent=not interactive)
-            elif isinstance(cred, ManagedIdentity):
-                result = app.acquire_token_for_client(resource=scope_to_resource(scope))
-            else:
-                result = app.acquire_token_for_client([scope])
+            http = self._http_client()
+            with http.thread_timeout(timeout) if timeout is not None else contextlib.nullcontext():
+                app = self._msal_app()
+                if prepare is not None:
+                    prepare(app)
+                now = time.time()
+                if isinstance(cred, UsernamePassword):
+                    result = self._ropc(app, cred, scope)
+                elif isinstance(cred, DeviceCode):
+                    result = device_code_flow(app, cred, scope, silent=not interactive)
+                elif isinstance(cred, ManagedIdentity):
+                    result = app.acquire_token_for_client(resource=scope_to_resource(scope))
+                else:
+                    result = app.acquire_token_for_client([scope])
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             raise TokenAcquisitionError(
                 f"cannot reach the authority host {urlsplit(self._authority(cred)).netloc}: "
@@ -590,6 +811,7 @@ class TokenProvider:
                     body, f"Entra ID failed to issue a token for {scope} ({exc})"
                 )
                 error.retryable = True  # the service failed, not the request
+                error.retry_after = self._http.last_retry_after if self._http else None
                 raise error from None
             raise
         if not result or "access_token" not in result:
@@ -637,6 +859,6 @@ class TokenProvider:
                 "ignore", category=DeprecationWarning, message=".*deprecated for public client.*"
             )
             result = app.acquire_token_by_username_password(
-                cred.username, cred.password, scopes=[scope]
+                cred.username, HiddenText(cred.password), scopes=[scope]
             )
         return dict(result) if result else None

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from requests_ppauth.cache.locks import kernel_flock
 from requests_ppauth.testing._child import LineChild
 
 WORKER = str(Path(__file__).resolve())
@@ -77,7 +78,39 @@ def get(args: argparse.Namespace) -> dict[str, object]:
         "retried": len(r.history),
         "seconds": time.monotonic() - started,
         "msal_imported": "msal" in sys.modules,
+        "kernel_flock": kernel_flock(),  # which lock path this process took
     }
+
+
+def get_many(args: argparse.Namespace) -> dict[str, object]:
+    """``n`` API calls ``pause`` s apart, each one's outcome: the status, or the
+    TokenAcquisitionError's error, retry_after and message (which hold no secret)."""
+    import requests
+
+    from requests_ppauth import PowerPlatformAuth, TokenAcquisitionError
+
+    auth = PowerPlatformAuth(hosts={args.api_url.split("//")[1]: SCOPE})
+    if args.backoff_base is not None:
+        auth.provider.backoff_base = args.backoff_base
+    barrier(args.wait)
+    calls: list[dict[str, object]] = []
+    for _ in range(args.n):
+        started = time.monotonic()
+        outcome: dict[str, object]
+        try:
+            r = requests.get(args.api_url + BAP_PATH, auth=auth, verify=args.ca, timeout=60)
+            outcome = {"status": r.status_code}
+        except TokenAcquisitionError as exc:
+            outcome = {
+                "error": exc.error,
+                "retryable": exc.retryable,
+                "retry_after": exc.retry_after,
+                "message": str(exc),
+            }
+        outcome["seconds"] = time.monotonic() - started
+        calls.append(outcome)
+        time.sleep(args.pause)
+    return {"calls": calls}
 
 
 def hold_key_lock(args: argparse.Namespace) -> None:
@@ -123,7 +156,11 @@ def write(args: argparse.Namespace) -> dict[str, object]:
             ops.append(Op(f"{args.section}-twin:{key}", value))
         cache.apply(ops)
         written += 1
-    return {"written": written, "seconds": time.monotonic() - started}
+    return {
+        "written": written,
+        "seconds": time.monotonic() - started,
+        "kernel_flock": kernel_flock(),
+    }
 
 
 def main() -> None:
@@ -134,6 +171,13 @@ def main() -> None:
     p.add_argument("ca")
     p.add_argument("--wait", action="store_true")
     p.add_argument("--lock-timeout", type=float)
+    p = sub.add_parser("get-many")
+    p.add_argument("api_url")
+    p.add_argument("ca")
+    p.add_argument("n", type=int)
+    p.add_argument("--pause", type=float, default=0.0)
+    p.add_argument("--backoff-base", type=float)
+    p.add_argument("--wait", action="store_true")
     p = sub.add_parser("hold-key-lock")
     p.add_argument("dir")
     p.add_argument("key")
@@ -153,6 +197,8 @@ def main() -> None:
 
     if args.mode == "get":
         print(json.dumps(get(args)), flush=True)
+    elif args.mode == "get-many":
+        print(json.dumps(get_many(args)), flush=True)
     elif args.mode == "hold-key-lock":
         hold_key_lock(args)
     elif args.mode == "hold-file-lock":

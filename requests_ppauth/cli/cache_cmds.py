@@ -3,8 +3,10 @@
 whichever backend that is: a plugin's works here as the file cache does.
 
 ``list`` shows each access token's key (authority, tenant, client, user, scope) and
-expiry, field by field: a token or refresh token is never printed. ``clear`` removes
-every entry (access tokens and msal's sign-ins) in one atomic batch of the backend.
+expiry, field by field: a token or refresh token is never printed; and each back-off
+in force (no token is requested for that key until it ends: the identity provider
+could not be reached). ``clear`` removes every entry (access tokens, back-offs and
+msal's sign-ins) in one atomic batch of the backend, ending any back-off.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from requests_ppauth.cache import Entry, Op
-from requests_ppauth.cache.keys import ACCESS_TOKEN_PREFIX
+from requests_ppauth.cache.keys import ACCESS_TOKEN_PREFIX, is_backoff
 from requests_ppauth.cli import common
 
 _LISTED = ("scope", "client_id", "tenant", "user", "authority")
@@ -48,11 +50,16 @@ def run_path(args: argparse.Namespace) -> int:
     return 0
 
 
+def _in_slot(key: str, entry: Any) -> bool:
+    """Whether ``key`` is an access token's slot: its token, or its back-off record."""
+    return key.startswith(ACCESS_TOKEN_PREFIX) and isinstance(entry, dict)
+
+
 def entries(state: Mapping[str, Entry], now: float) -> list[dict[str, Any]]:
     """The access tokens of ``state``, without their secrets, soonest expiry first."""
     rows = []
     for key, entry in state.items():
-        if not key.startswith(ACCESS_TOKEN_PREFIX) or not isinstance(entry, dict):
+        if not _in_slot(key, entry) or is_backoff(entry):
             continue
         expires_on = float(entry.get("expires_on") or 0)
         authority = str(entry.get("authority") or "")
@@ -70,13 +77,36 @@ def entries(state: Mapping[str, Entry], now: float) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["expires_on"], str(r["scope"])))
 
 
+def backoffs(state: Mapping[str, Entry], now: float) -> list[dict[str, Any]]:
+    """The back-offs of ``state`` still in force: what they hold back and why."""
+    rows = []
+    for key, entry in state.items():
+        if not _in_slot(key, entry) or not is_backoff(entry):
+            continue
+        until = entry.get("expires_on")
+        if not isinstance(until, int | float) or until <= now:
+            continue  # run out: the next request is made
+        rows.append(
+            {
+                **{k: entry.get(k) for k in ("scope", "client_id", "user", "authority")},
+                "until": common.iso(float(until)),
+                "failures": entry.get("failures"),
+                "error": entry.get("error"),
+                "message": entry.get("message"),
+            }
+        )
+    return sorted(rows, key=lambda r: (str(r["until"]), str(r["scope"])))
+
+
 def run_list(args: argparse.Namespace) -> int:
     """Print keys and expiry."""
     cache = common.cache_backend(args)
     now = time.time()
-    rows = entries(cache.read_all(), now)
+    state = cache.read_all()
+    rows = entries(state, now)
+    held = backoffs(state, now)
     if args.json:
-        common.print_json({"cache": cache.location, "tokens": rows})
+        common.print_json({"cache": cache.location, "tokens": rows, "backoffs": held})
         return 0
     sys.stdout.write(f"{cache.location}: {len(rows)} token{'s' if len(rows) != 1 else ''}\n")
     for r in rows:
@@ -86,6 +116,12 @@ def run_list(args: argparse.Namespace) -> int:
             f"  {r['scope']}\n    client {r['client_id']}, tenant {r['tenant']}, {who}\n"
             f"    {r['authority']}; {when}{r['expiresOn']} "
             f"({common.from_now(r['expires_on'], now)})\n"
+        )
+    for b in held:
+        sys.stdout.write(
+            f"  backing off: no token request for {b['scope']} (client {b['client_id']}) "
+            f"until {b['until']}, after {b['failures']} failure(s): {b['error']}\n"
+            "    (it ends by itself; `ppauth cache clear` ends it now, with every cached token)\n"
         )
     return 0
 
@@ -97,7 +133,7 @@ def run_clear(args: argparse.Namespace) -> int:
     if not state:
         sys.stdout.write(f"{cache.location}: nothing to clear\n")
         return 0
-    tokens = sum(1 for k in state if k.startswith(ACCESS_TOKEN_PREFIX))
+    tokens = sum(1 for k, v in state.items() if _in_slot(k, v) and not is_backoff(v))
     cache.apply([Op(key) for key in state])
     sys.stdout.write(
         f"{cache.location}: removed {tokens} token{'s' if tokens != 1 else ''} "
