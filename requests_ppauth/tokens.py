@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from requests_ppauth._http import DEFAULT_TIMEOUT, IdentityHttpClient
 from requests_ppauth._redacted import HiddenText
+from requests_ppauth.backoff import BACKOFF_BASE, BACKOFF_CAP, backs_off, held_error, next_record
 from requests_ppauth.cache.keys import (
     ACCESS_TOKEN_PREFIX,
     access_token_key,
@@ -33,7 +34,6 @@ from requests_ppauth.cache.keys import (
 )
 from requests_ppauth.cache.partitions import SharedTokens
 from requests_ppauth.cache.protocol import CacheBackend, Entry, Op
-from requests_ppauth.cache.protocol import expires_on as entry_expires_on
 from requests_ppauth.certificates import parse_certificate
 from requests_ppauth.credentials import (
     ClientCertificate,
@@ -76,19 +76,6 @@ LOCK_TIMEOUT = 30.0
 # msal's section a sign-out looks for refresh tokens in
 REFRESH_TOKENS = "RefreshToken"
 RETRYABLE_ERRORS = frozenset({"temporarily_unavailable", "server_error", "network_error"})
-# With no valid token in hand, after the identity provider could not be reached, no
-# process sharing the cache asks again for BACKOFF_BASE s, doubling with each failure
-# in a row up to BACKOFF_CAP s. msal has no throttle for a dropped connection (it has
-# one for answered 429/5xx), so without this every API call is a token request. 1 s
-# first: a blip (a proxy restarting, one reset connection) costs a caller no more
-# than an immediate retry would have told it; 60 s at most: an outage costs one
-# request a minute whatever the number of processes, and whoever waits learns within
-# a minute that it is over. No jitter: one process retries per step (under the key's
-# lock), the others read its outcome. TokenProvider.backoff_base/backoff_cap override.
-BACKOFF_BASE = 1.0
-BACKOFF_CAP = 60.0
-# The longest Retry-After honoured (msal caps it at an hour too).
-RETRY_AFTER_CAP = 3600.0
 # A refresh while a valid token is in hand uses at most these (connect, read)
 # timeouts: the token keeps the caller working, so a slow identity provider must not
 # hold it for the whole read timeout (30 s by default). 3.05 s lets one lost SYN be
@@ -111,22 +98,6 @@ def _caller_level() -> int:
         frame = frame.f_back
         level += 1
     return level
-
-
-def _backs_off(exc: TokenAcquisitionError) -> bool:
-    """Whether ``exc``, with no valid token in hand, starts or extends the shared
-    back-off: the identity provider was not reached (but not a TLS failure: a wrong
-    CA bundle is a setting to fix, and its fix must work at once), or it answered a
-    passing failure with Retry-After. A 429/5xx without Retry-After is left to
-    msal's own throttle (per process, 5 s), and is reported as it comes."""
-    if exc.retryable and exc.retry_after:
-        return True
-    if exc.error != "network_error":
-        return False
-    import requests
-
-    # raised ``from None`` in _acquire_unlocked: the transport's exception is its context
-    return not isinstance(exc.__context__, requests.exceptions.SSLError)
 
 
 class ROPCWarning(UserWarning):
@@ -441,8 +412,8 @@ class TokenProvider:
     # -- back-off with no token in hand ---------------------------------------------
     def _fetch(self, scope: str, key: str, record: Entry | None, *, shared: bool) -> AccessToken:
         """A token when none is in hand, unless ``record`` (the key's back-off) holds.
-        A failure that backs off (:func:`_backs_off`) writes the next record, for every
-        process when ``shared``, in the token's place (see
+        A failure that backs off (:func:`~requests_ppauth.backoff.backs_off`) writes
+        the next record, for every process when ``shared``, in the token's place (see
         :mod:`requests_ppauth.cache.keys`); any other outcome ends the back-off: a token
         (stored over it, in the same batch), or an answer that is not a passing
         failure (a user fixing ``invalid_client`` or a password must not wait)."""
@@ -450,7 +421,7 @@ class TokenProvider:
         try:
             token = self._refresh(scope, None, key)
         except TokenAcquisitionError as exc:
-            if not _backs_off(exc):
+            if not backs_off(exc):
                 if record is not None:
                     self._end_backoff(key, shared=shared)
                 raise
@@ -458,25 +429,12 @@ class TokenProvider:
         self._backoffs.pop(key, None)  # the shared record: the token replaced it
         return token
 
-    def _wait_out(self, scope: str, record: Entry | None, now: float) -> None:
+    @staticmethod
+    def _wait_out(scope: str, record: Entry | None, now: float) -> None:
         """Raise the back-off's error while ``record`` holds."""
-        until = entry_expires_on(record) if record is not None else None
-        if record is None or until is None or now >= until:
-            return
-        failures = int(record.get("failures") or 1)
-        wait = until - now
-        raise TokenAcquisitionError(
-            f"{record.get('message') or 'the last token request failed'} "
-            f"({failures} failure{'s' if failures != 1 else ''} in a row); the next token "
-            f"request for {scope} is at {time.strftime('%H:%M:%S', time.localtime(until))} "
-            f"(in {wait:.1f} s): until then every process sharing the token cache gets "
-            "this error without asking",
-            error=str(record.get("error") or "network_error"),
-            codes=[c for c in record.get("codes") or () if isinstance(c, int)],
-            hint=str(record["hint"]) if record.get("hint") else None,
-            retryable=True,
-            retry_after=wait,
-        )
+        error = held_error(scope, record, now)
+        if error is not None:
+            raise error
 
     def _back_off(
         self,
@@ -490,26 +448,12 @@ class TokenProvider:
         """Record the back-off after ``exc`` and return the error to raise: ``exc``'s,
         saying when the next attempt is."""
         now = time.time()
-        failures = int(record.get("failures") or 0) + 1 if record is not None else 1
-        if exc.retry_after:  # the server said when: every process hears it
-            wait = min(float(exc.retry_after), RETRY_AFTER_CAP)
-        else:
-            wait = min(self.backoff_base * 2 ** min(failures - 1, 32), self.backoff_cap)
         cred = self.credential
-        entry: Entry = {
-            "expires_on": round(now + wait, 3),  # the end; also lets a backend prune it
-            "failures": failures,
-            "error": exc.error or "network_error",
-            "codes": list(exc.codes),
-            # the first line: what failed (no hint, no correlation id; never a secret)
-            "message": str(exc).split("\n", 1)[0],
-            "hint": exc.hint,
-            "scope": scope,
-            "client_id": cred.client_id,
-            "authority": self._authority(cred),
-        }
+        about = {"scope": scope, "client_id": cred.client_id, "authority": self._authority(cred)}
         if cred.user:
-            entry["user"] = cred.user
+            about["user"] = cred.user
+        entry = next_record(exc, record, now, self.backoff_base, self.backoff_cap, about)
+        failures, wait = int(entry["failures"]), float(entry["expires_on"]) - now
         self._backoffs[key] = entry
         if shared:
             try:
@@ -529,11 +473,8 @@ class TokenProvider:
             "s" if failures != 1 else "",
             wait,
         )
-        try:
-            self._wait_out(scope, entry, now)
-        except TokenAcquisitionError as error:
-            return error
-        return exc  # a back-off of 0 s (backoff_base=0) holds nothing
+        held = held_error(scope, entry, now)
+        return held if held is not None else exc  # a back-off of 0 s holds nothing
 
     def _end_backoff(self, key: str, *, shared: bool) -> None:
         """Drop ``key``'s back-off: the identity provider answered."""
