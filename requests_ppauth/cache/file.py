@@ -134,8 +134,9 @@ def _not_a_link(path: Path, st: os.stat_result, what: str) -> None:
 
 
 def _check_lock_file(path: Path) -> None:
-    """A lock file, if there is one, is a regular file of ours (its mode does not
-    matter: it holds nothing, and the folder around it is private)."""
+    """A lock file, if there is one, is a regular file of ours, open to nobody else:
+    it holds nothing, but another user who can write it can hold our lock forever, and
+    a symlink would have filelock truncate its target (it opens with ``O_TRUNC``)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
