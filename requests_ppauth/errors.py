@@ -177,6 +177,17 @@ class CacheError(PPAuthError, OSError):
     """The on-disk token cache cannot be used (permissions, ownership, I/O)."""
 
 
+class SealError(CacheError):
+    """A sealed cache value does not open: sealed under a key not given, changed or
+    damaged, copied from another entry, or not sealed at all. ``key_id`` names the key
+    it was sealed with (its id, never the key), when the value says.
+    """
+
+    def __init__(self, message: str, *, key_id: str | None = None) -> None:
+        super().__init__(message)
+        self.key_id = key_id
+
+
 class UnsafeCacheError(CacheError, UnsafeFileError):
     """A token cache file or directory is unsafe: a symbolic link, another user's, or
     open to others. Never worked around: the request fails, where an unavailable

@@ -10,11 +10,13 @@
   the user's processes, with :mod:`~requests_ppauth.cache.locks` (kernel ``flock``)
   and :mod:`~requests_ppauth.cache.legacy` (converting a 0.1 cache);
 - :mod:`~requests_ppauth.cache.memory`: :class:`MemoryCache`, this process only;
+- :mod:`~requests_ppauth.cache.seal`: :class:`Sealer`, AES-256-GCM sealing of
+  values under ``PPAUTH_CACHE_KEY`` (the file cache's and plugins' stores);
 - :mod:`~requests_ppauth.cache.select`: a backend from ``cache=``, a profile's
   ``cache`` or ``PPAUTH_CACHE``.
 
 Importing this package loads only the protocol: the backends (SQLite, filelock)
-load when one is first used.
+and the sealer (``cryptography``) load when one is first used.
 """
 
 from __future__ import annotations
@@ -36,6 +38,17 @@ from requests_ppauth.cache.protocol import (
 if TYPE_CHECKING:
     from requests_ppauth.cache.file import FileCache
     from requests_ppauth.cache.memory import MemoryCache
+    from requests_ppauth.cache.seal import (
+        Sealer,
+        SealError,
+        generate_key,
+        parse_keys,
+        sealer_from_environment,
+    )
+
+_SEAL_NAMES = frozenset(
+    ("SealError", "Sealer", "generate_key", "parse_keys", "sealer_from_environment")
+)
 
 __all__ = [
     "PRUNE_AFTER",
@@ -45,10 +58,15 @@ __all__ = [
     "FileCache",
     "MemoryCache",
     "Op",
+    "SealError",
+    "Sealer",
     "apply_op",
     "apply_ops",
     "default_cache_dir",
+    "generate_key",
+    "parse_keys",
     "prunable",
+    "sealer_from_environment",
 ]
 
 
@@ -61,4 +79,8 @@ def __getattr__(name: str) -> Any:
         from requests_ppauth.cache.memory import MemoryCache
 
         return MemoryCache
+    if name in _SEAL_NAMES:
+        from requests_ppauth.cache import seal
+
+        return getattr(seal, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -49,6 +49,17 @@ its write-ahead log lets readers go on while a writer commits.
   then opened ``immutable``, and because a writer elsewhere may still change it,
   a read that saw the file change is done again on a new connection. A
   read-only directory without a cache is simply unavailable.
+- **Sealed** (``PPAUTH_CACHE_KEY``, or the ``key`` option: see
+  :mod:`requests_ppauth.cache.seal`): each entry's JSON is stored AES-256-GCM sealed,
+  bound to its key, so the file (a backup, a disk image) gives no token away. What
+  pruning needs, ``expires_on``, stays readable in its own column; the keys are
+  hashes already. A value that does not open (a wrong key, a changed file) is a
+  miss, fetched again, with one warning per process. Entries written before the key
+  was set are still read, and the first write of a sealing process seals them all
+  (and those sealed under an older listed key) in its transaction, once: a meta
+  row records the key the whole cache is sealed with, so later processes skip the
+  scan, and a write without a key clears it. With a key set nothing is written in
+  the clear.
 - **Migration**: a cache written by requests-ppauth 0.1 (``tokens.json`` and its
   log) is converted on first use by :mod:`requests_ppauth.cache.legacy`, and its
   files, which held tokens, are removed.
@@ -71,7 +82,7 @@ import warnings
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from requests_ppauth.cache.locks import LockTimeout, kernel_flock
 from requests_ppauth.cache.paths import default_cache_dir
@@ -84,7 +95,10 @@ from requests_ppauth.cache.protocol import (
     expires_on,
     patched,
 )
-from requests_ppauth.errors import CacheError, UnsafeCacheError
+from requests_ppauth.errors import CacheError, SealError, UnsafeCacheError
+
+if TYPE_CHECKING:
+    from requests_ppauth.cache.seal import Sealer
 
 log = logging.getLogger("requests_ppauth.cache")
 
@@ -108,6 +122,22 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS entries_expiry ON entries(expires_on) WHERE expires_on IS NOT NULL",
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY NOT NULL, value)",
 )
+SEALED_MARK = "sealed_with"  # meta: the key id every entry is sealed with, if one is
+# a sealed value is a BLOB in the value column (a plaintext one is TEXT): the schema
+# is the same, and a reader that knows nothing of sealing skips it as damaged
+_SEAL_WARNED = False  # one warning per process for values that do not open
+
+
+def _seal_warning(message: str) -> None:
+    """Say once per process that entries were skipped because they do not open: a
+    fleet with a wrong key would otherwise log on every request."""
+    global _SEAL_WARNED
+    if _SEAL_WARNED:
+        log.debug(message)
+        return
+    _SEAL_WARNED = True
+    log.warning(message)
+    warnings.warn(message, CacheWarning, stacklevel=5)
 
 
 def _check_owner_and_mode(path: Path, st: os.stat_result, what: str, fix: str) -> None:
@@ -216,18 +246,34 @@ if hasattr(os, "register_at_fork"):
 class FileCache:
     """:class:`~requests_ppauth.cache.CacheBackend` in a directory of this machine
     (see the module docstring). ``options`` are a profile's cache settings: the
-    file cache takes ``directory``."""
+    file cache takes ``directory`` and ``key`` (the cache key, or a reference to it:
+    see :func:`~requests_ppauth.cache.seal.sealer_from_environment`; default
+    ``PPAUTH_CACHE_KEY``). ``sealer`` gives the sealer itself (a plugin falling back
+    to this cache with its own key), overriding both."""
 
     def __init__(
         self,
         directory: str | os.PathLike[str] | None = None,
         options: Mapping[str, Any] | None = None,
+        *,
+        sealer: Sealer | None = None,
     ) -> None:
         options = dict(options or {})
         if directory is None and "directory" in options:
             directory = str(options.pop("directory"))
+        key_option = options.pop("key", None)
         if options:
-            raise ValueError(f"the file cache takes only 'directory', not {sorted(options)}")
+            raise ValueError(
+                f"the file cache takes only 'directory' and 'key', not {sorted(options)}"
+            )
+        if key_option is not None and not isinstance(key_option, str):
+            raise ValueError(
+                "the file cache's key option is text: the keys (`ppauth cache keygen`), "
+                "keyring:<name>, a Key Vault secret URL or file:<path>"
+            )
+        self._key_option = key_option
+        self._given_sealer = sealer
+        self.sealer = sealer if sealer is not None else _configured_sealer(key_option)
         self.directory = (
             Path(directory).expanduser() if directory is not None else default_cache_dir()
         )
@@ -253,11 +299,18 @@ class FileCache:
     def __repr__(self) -> str:
         return f"FileCache({str(self.directory)!r})"
 
+    # the key's setting travels, not the key: a worker resolves it as the parent did
+    # (PPAUTH_CACHE_KEY from its environment); only a sealer given as one travels whole
     def __getstate__(self) -> dict[str, Any]:
-        return {"directory": self.directory}
+        return {
+            "directory": self.directory,
+            "key": self._key_option,
+            "sealer": self._given_sealer,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["directory"])  # type: ignore[misc]
+        options = {"key": state["key"]} if state.get("key") is not None else None
+        self.__init__(state["directory"], options, sealer=state.get("sealer"))  # type: ignore[misc]
 
     # -- setup ---------------------------------------------------------------------
     def prepare(self) -> None:
@@ -648,7 +701,7 @@ class FileCache:
                     found[key] = entry
         return found
 
-    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[str, str]]:
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[str, Any]]:
         try:
             with self._failures("read the token cache", self.path), self._mutex:
                 for _ in range(3):
@@ -671,16 +724,21 @@ class FileCache:
                 self._conn.close()
             self._conn = None
 
-    def _decode(self, rows: Sequence[tuple[str, str]]) -> dict[str, Entry]:
+    def _decode(self, rows: Sequence[tuple[str, Any]]) -> dict[str, Entry]:
         found: dict[str, Entry] = {}
         for key, raw in rows:
-            value = self._load(raw)
+            value = self._load(key, raw)
             if value is not None:
                 found[key] = value
         return found
 
-    def _load(self, raw: Any) -> Entry | None:
-        """A stored entry, or None (and a log line) if it is not a JSON object."""
+    def _load(self, key: str, raw: Any) -> Entry | None:
+        """The entry stored at ``key``, or None (and a log line) if it is not a JSON
+        object or, sealed, does not open (one warning per process: a miss)."""
+        if isinstance(raw, bytes):
+            raw = self._open_sealed(key, raw)
+            if raw is None:
+                return None
         try:
             value = json.loads(raw)
         except (TypeError, ValueError):
@@ -690,9 +748,39 @@ class FileCache:
         log.warning("token cache %s: skipped a damaged entry", self.path)
         return None
 
+    def _open_sealed(self, key: str, raw: bytes) -> bytes | None:
+        """The plaintext of a sealed value, or None (warned once per process)."""
+        from requests_ppauth.cache.seal import KEY_VAR, is_sealed
+
+        if self.sealer is None:
+            if is_sealed(raw):
+                _seal_warning(
+                    f"token cache {self.path} holds sealed entries, and no key is set to open "
+                    f"them: they are treated as missing (and fetched again). Set {KEY_VAR} "
+                    "(or the cache's key option) to the key the other processes use"
+                )
+            else:
+                log.warning("token cache %s: skipped a damaged entry", self.path)
+            return None
+        try:
+            return self.sealer.open(key, raw)
+        except SealError as exc:
+            _seal_warning(
+                f"token cache {self.path}: an entry does not open with {self._key_setting} "
+                f"({exc}); such entries are treated as missing and fetched again (this is "
+                "said once per process)"
+            )
+            return None
+
+    @property
+    def _key_setting(self) -> str:
+        if self._given_sealer is not None:
+            return "the cache's key"
+        return "the cache's key option" if self._key_option is not None else "PPAUTH_CACHE_KEY"
+
     def _current(self, conn: sqlite3.Connection, key: str) -> Entry:
         row = conn.execute("SELECT value FROM entries WHERE key=?", (key,)).fetchone()
-        return (self._load(row[0]) or {}) if row else {}
+        return (self._load(key, row[0]) or {}) if row else {}
 
     # -- writing -------------------------------------------------------------------
     def apply(self, ops: Sequence[Op]) -> None:
@@ -725,6 +813,9 @@ class FileCache:
                 try:
                     for op in ops:
                         self._apply_one(conn, op)
+                    # entries written in the clear (or under an old key) are sealed
+                    # anew, and their old bytes wiped from the log like a deletion's
+                    purge = self._seal_all(conn) or purge
                     self._maybe_prune(conn)
                     conn.execute("COMMIT")
                 except BaseException:
@@ -753,12 +844,48 @@ class FileCache:
             if self._current(conn, op.key).get("secret") == op.if_secret:
                 conn.execute("DELETE FROM entries WHERE key=?", (op.key,))
 
-    @staticmethod
-    def _put(conn: sqlite3.Connection, key: str, value: Mapping[str, Any]) -> None:
+    def _put(self, conn: sqlite3.Connection, key: str, value: Mapping[str, Any]) -> None:
+        text = _dumps(value)
+        stored: str | bytes = text if self.sealer is None else self.sealer.seal(key, text.encode())
         conn.execute(
             "INSERT OR REPLACE INTO entries (key, value, expires_on) VALUES (?, ?, ?)",
-            (key, _dumps(value), expires_on(value)),
+            (key, stored, expires_on(value)),
         )
+
+    def _seal_all(self, conn: sqlite3.Connection) -> bool:
+        """In a write's transaction: make every entry sealed with the current key, once
+        per cache (the meta row says it is done); a write without a key undoes the mark.
+        Whether anything was rewritten (its clear bytes must leave the log)."""
+        if self.sealer is None:
+            conn.execute("DELETE FROM meta WHERE name=?", (SEALED_MARK,))
+            return False
+        current = self.sealer.key_ids_raw[0]
+        mark = conn.execute("SELECT value FROM meta WHERE name=?", (SEALED_MARK,)).fetchone()
+        if mark is not None and mark[0] == current.hex():
+            return False
+        from requests_ppauth.cache.seal import is_sealed
+
+        rewritten = False
+        # the 8 bytes after the 4-byte header are the key id (see the seal module)
+        for key, raw in conn.execute(
+            "SELECT key, value FROM entries WHERE typeof(value) != 'blob' "
+            "OR substr(value, 5, 8) != ?",
+            (current,),
+        ).fetchall():
+            if (
+                isinstance(raw, bytes)
+                and is_sealed(raw)
+                and raw[4:12] not in self.sealer.key_ids_raw
+            ):
+                continue  # another key's: nothing here can open it (a miss when read)
+            entry = self._load(key, raw)
+            if entry is not None:
+                self._put(conn, key, entry)
+                rewritten = True
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (SEALED_MARK, current.hex())
+        )
+        return rewritten
 
     def _maybe_prune(self, conn: sqlite3.Connection) -> None:
         """Drop long-expired tokens, at most every PRUNE_EVERY seconds per cache."""
@@ -805,3 +932,15 @@ class FileCache:
                 _check_lock_file(path)
                 held = stack.enter_context(polled(path, timeout, KEY_LOCK_POLL))
             yield held
+
+
+def _configured_sealer(key_option: str | None) -> Sealer | None:
+    """The sealer of the ``key`` option, else of ``PPAUTH_CACHE_KEY``; None (and the
+    seal module left unloaded) when neither is set."""
+    if key_option is None and not os.environ.get("PPAUTH_CACHE_KEY", "").strip():
+        return None
+    from requests_ppauth.cache.seal import sealer_from_environment
+
+    if key_option is None:
+        return sealer_from_environment()
+    return sealer_from_environment(value=key_option, setting="the file cache's key option")

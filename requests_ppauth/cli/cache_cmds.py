@@ -1,4 +1,4 @@
-"""``ppauth cache path|list|clear``: the token cache this profile uses (``--cache``,
+"""``ppauth cache path|list|clear|keygen``: the token cache this profile uses (``--cache``,
 ``PPAUTH_CACHE``, the profile's ``cache``, else the file cache in ``PPAUTH_CACHE_DIR``),
 whichever backend that is: a plugin's works here as the file cache does.
 
@@ -7,6 +7,9 @@ expiry, field by field: a token or refresh token is never printed; and each back
 in force (no token is requested for that key until it ends: the identity provider
 could not be reached). ``clear`` removes every entry (access tokens, back-offs and
 msal's sign-ins) in one atomic batch of the backend, ending any back-off.
+``keygen`` prints a new key for ``PPAUTH_CACHE_KEY`` (the user asked for it: the one
+place a key is printed); ``path`` also says, on stderr, whether entries are sealed
+and under which key ids (never the keys).
 """
 
 from __future__ import annotations
@@ -36,7 +39,18 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     sub = p.add_subparsers(dest="cache_command", metavar="SUBCOMMAND", required=True)
     path = sub.add_parser("path", parents=parents, help="print where the cache is")
+    path.add_argument("--json", action="store_true", help="print JSON")
     path.set_defaults(func=run_path)
+    keygen = sub.add_parser(
+        "keygen",
+        parents=parents,
+        help="print a new key for PPAUTH_CACHE_KEY (seals cached tokens)",
+        description="Print a new random key (base64 of 32 bytes) for PPAUTH_CACHE_KEY: "
+        "with it set, cached tokens are stored sealed (AES-256-GCM). To rotate, set "
+        "PPAUTH_CACHE_KEY=<new>,<old> until the old key's entries have expired.",
+    )
+    keygen.add_argument("--json", action="store_true", help="print JSON")
+    keygen.set_defaults(func=run_keygen)
     ls = sub.add_parser("list", parents=parents, help="cached tokens: keys and expiry only")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(func=run_list)
@@ -44,9 +58,43 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     clear.set_defaults(func=run_clear)
 
 
+def sealing(backend: Any) -> tuple[bool | None, list[str]]:
+    """Whether ``backend`` seals its entries (None: it does not say) and its key ids:
+    a backend that seals exposes its :class:`~requests_ppauth.cache.seal.Sealer` as
+    ``sealer`` (the file cache does; plugins may)."""
+    if not hasattr(backend, "sealer"):
+        return None, []
+    sealer = backend.sealer
+    return (sealer is not None, list(sealer.key_ids) if sealer is not None else [])
+
+
 def run_path(args: argparse.Namespace) -> int:
-    """Print the cache's location."""
-    sys.stdout.write(common.cache_backend(args).location + "\n")
+    """Print the cache's location (and, on stderr, whether it is sealed)."""
+    backend = common.cache_backend(args)
+    sealed, key_ids = sealing(backend)
+    if args.json:
+        common.print_json({"cache": backend.location, "sealed": sealed, "key_ids": key_ids})
+        return 0
+    sys.stdout.write(backend.location + "\n")
+    if sealed:
+        sys.stderr.write(f"entries sealed (AES-256-GCM), key ids {', '.join(key_ids)}\n")
+    elif sealed is False:
+        sys.stderr.write(
+            "entries not sealed: set PPAUTH_CACHE_KEY (`ppauth cache keygen` makes a key)\n"
+        )
+    return 0
+
+
+def run_keygen(args: argparse.Namespace) -> int:
+    """Print a new cache key: output the user asked for."""
+    from requests_ppauth.cache.seal import Sealer, generate_key, parse_keys
+
+    key = generate_key()
+    key_id = Sealer(parse_keys(key, "the new key")).key_id
+    if args.json:
+        common.print_json({"key": key, "key_id": key_id})
+    else:
+        sys.stdout.write(key + "\n")
     return 0
 
 

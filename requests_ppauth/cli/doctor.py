@@ -125,16 +125,32 @@ def check_cache(args: argparse.Namespace, checks: list[Check]) -> None:
         checks.append(Check("cache", "fail", *describe(exc)))
         return
     if not isinstance(backend, FileCache):
+        # a plugin's backend may check itself (reachability, credentials, TLS, its key):
+        # an optional ``diagnose()`` returning lines, raising what it found wrong
+        diagnose = getattr(backend, "diagnose", None)
         try:
-            backend.get(["doctor:probe"])
+            lines = list(diagnose()) if callable(diagnose) else None
+            if lines is None:
+                backend.get(["doctor:probe"])
+        except PPAuthError as exc:
+            checks.append(Check("cache", "fail", *describe(exc)))
         except Exception as exc:  # any failure of a plugin's store is the finding
             checks.append(Check("cache", "fail", f"{backend.location}: {exc}"))
         else:
-            checks.append(Check("cache", "ok", f"{backend.location} answers"))
+            detail = "; ".join(map(str, lines)) if lines else "answers"
+            checks.append(Check("cache", "ok", f"{backend.location}: {detail}"))
         return
+    # whether entries are sealed, by key id (never the key): said in the cache's line
+    sealed = (
+        f"; entries sealed (AES-256-GCM), key ids {', '.join(backend.sealer.key_ids)}"
+        if backend.sealer is not None
+        else "; entries not sealed (set PPAUTH_CACHE_KEY to seal them: `ppauth cache keygen`)"
+    )
     directory = backend.directory
     if not directory.exists():
-        checks.append(Check("cache", "ok", f"{directory} is created (mode 700) on first use"))
+        checks.append(
+            Check("cache", "ok", f"{directory} is created (mode 700) on first use{sealed}")
+        )
         return
     problems: list[tuple[str, str]] = []
     for path, want, fix in (
@@ -175,7 +191,7 @@ def check_cache(args: argparse.Namespace, checks: list[Check]) -> None:
     if problems:
         checks.append(Check("cache", "fail", "; ".join(p for p, _ in problems), problems[0][1]))
     else:
-        checks.append(Check("cache", "ok", f"{directory}: yours, private"))
+        checks.append(Check("cache", "ok", f"{directory}: yours, private{sealed}"))
 
 
 def check_credential(
