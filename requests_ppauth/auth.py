@@ -223,7 +223,12 @@ class PowerPlatformAuth(AuthBase):
         profile = self._settle()["profile"]
         from requests_ppauth._redacted import EnvironView
 
-        return resolve(self.cache, profile_setting=profile.get("cache"), environ=EnvironView())
+        return resolve(
+            self.cache,
+            profile_setting=profile.get("cache"),
+            environ=EnvironView(),
+            profile_tables=profile,
+        )
 
     def _find_credential(self) -> Credential:
         if self.credential is not None:

@@ -72,7 +72,9 @@ def ppauth_register_cache_backends(
         backend's options, a mapping: the other keys of a profile's
         ``cache = { backend = "redis", url = "..." }`` table, or ``{}`` when the
         backend is named bare (``PPAUTH_CACHE=redis``, ``cache = "redis"``,
-        ``PowerPlatformAuth(cache="redis")``, ``ppauth --cache redis``); it reads
+        ``PowerPlatformAuth(cache="redis")``, ``ppauth --cache redis``). When the
+        profile in use has a table named like the backend (``[profiles.<name>.redis]``),
+        its keys are options too, under the explicit ones. The factory reads
         anything else (``PPAUTH_REDIS_URL``) itself, and raises ``ValueError`` for
         options it does not know (shown as a :class:`~requests_ppauth.ConfigurationError`
         naming the setting). It returns an object satisfying

@@ -12,7 +12,9 @@ A setting is one of:
   ``"/var/cache/ppauth"``), or any ``os.PathLike``; ``""`` is an error (it used to
   mean "the current directory" by accident);
 - a table ``{backend = "redis", url = "..."}``: the backend, given the other keys
-  as its options (that is how configuration reaches a plugin's factory);
+  as its options (that is how configuration reaches a plugin's factory); a table of
+  the profile named like the backend (``[profiles.<name>.redis]``) gives options
+  too, under those (so ``cache = "redis"`` and ``PPAUTH_CACHE=redis`` get them);
 - a :class:`CacheBackend` object, used as it is.
 
 A bare name that no plugin registered is an error listing the registered names:
@@ -66,14 +68,29 @@ def resolve(
     profile_setting: Any = None,
     environ: Mapping[str, str] | None = None,
     where: str = "cache",
+    profile_tables: Mapping[str, Any] | None = None,
 ) -> CacheBackend:
-    """The backend ``setting`` names (see the module docstring)."""
+    """The backend ``setting`` names (see the module docstring).
+
+    ``profile_tables`` is the profile's settings: a table in it named like the chosen
+    backend (``[profiles.<name>.redis]``) gives that backend its options, under the
+    ones a ``cache = { backend = ... }`` table gives explicitly."""
     env = os.environ if environ is None else environ
     if setting is None or setting is True:
         if env.get("PPAUTH_CACHE"):
-            return resolve(env["PPAUTH_CACHE"], environ=env, where="PPAUTH_CACHE")
+            return resolve(
+                env["PPAUTH_CACHE"],
+                environ=env,
+                where="PPAUTH_CACHE",
+                profile_tables=profile_tables,
+            )
         if profile_setting is not None:
-            return resolve(profile_setting, environ=env, where="the profile's cache")
+            return resolve(
+                profile_setting,
+                environ=env,
+                where="the profile's cache",
+                profile_tables=profile_tables,
+            )
         setting = "file"
     if setting is False:
         from requests_ppauth.cache.memory import MemoryCache
@@ -118,6 +135,9 @@ def resolve(
             f"{', '.join(sorted(factories))}. For a directory, write a path "
             f"(./{setting})"
         )
+    table = (profile_tables or {}).get(setting)
+    if isinstance(table, Mapping):
+        options = {**table, **options}
     try:
         backend = factory(options)
     except (ValueError, TypeError) as exc:

@@ -77,11 +77,13 @@ def cache_backend(args: argparse.Namespace) -> CacheBackend:
     ``--cache``, else ``PPAUTH_CACHE``, else the profile's ``cache``, else ``file``."""
     from requests_ppauth.cache.select import resolve
 
+    selected = profile(args)
     return resolve(
         getattr(args, "cache", None),
-        profile_setting=profile(args).get("cache"),
+        profile_setting=selected.get("cache"),
         environ=EnvironView(),  # its repr hides the values: frames that raise hold it
         where="--cache" if getattr(args, "cache", None) else "cache",
+        profile_tables=selected.settings,  # [profiles.<name>.<backend>]: that backend's options
     )
 
 
