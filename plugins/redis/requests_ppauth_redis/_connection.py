@@ -1,0 +1,119 @@
+"""Connecting to Redis, and what its failures mean for a token cache.
+
+redis-py's exceptions may carry the address, and a URL may carry the password: no
+exception of redis-py leaves this plugin raw. :func:`translate` turns each into one
+of three things:
+
+- :class:`~requests_ppauth.ConfigurationError`: the settings are wrong (a wrong
+  password or user, a server certificate that does not verify): retrying will not
+  help, the message names the URL without its password and the setting to fix;
+- :class:`RedisUnavailable` (a :class:`~requests_ppauth.CacheError`): Redis did not
+  answer (refused, timed out, restarting): the fallback takes over;
+- :class:`~requests_ppauth.CacheError`: anything else Redis said.
+
+Every call is bounded by the socket timeout, and redis-py's own retries are off: a
+frozen server costs one timeout, not four.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import TYPE_CHECKING, Any
+
+from requests_ppauth.errors import CacheError, ConfigurationError
+from requests_ppauth_redis._settings import RedisSettings
+
+if TYPE_CHECKING:
+    import redis
+
+
+class RedisUnavailable(CacheError):  # noqa: N818 - reads as a state, like the core's names
+    """Redis did not answer: refused, timed out, loading, or gone mid-call."""
+
+
+def make_client(settings: RedisSettings) -> redis.Redis:
+    """A client (a connection pool: thread-safe, shared by this process's threads)."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    kwargs: dict[str, Any] = {
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.connect_timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "retry_on_timeout": False,
+        "health_check_interval": 30,
+        "client_name": "requests-ppauth",
+    }
+    if settings.password is not None:
+        kwargs["password"] = settings.password.reveal()
+    if settings.url.startswith("rediss://"):
+        if settings.ca_bundle:
+            kwargs["ssl_ca_certs"] = settings.ca_bundle
+        kwargs["ssl_min_version"] = ssl.TLSVersion.TLSv1_2
+    if settings.url.startswith("unix://"):
+        kwargs.pop("socket_connect_timeout")
+    return redis.Redis.from_url(settings.url, **kwargs)
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError | ssl.CertificateError):
+            return True
+        current = current.__cause__ or current.__context__
+    text = str(exc)
+    return "SSL" in text or "CERTIFICATE" in text.upper()
+
+
+def _scrubbed(exc: BaseException, settings: RedisSettings) -> str:
+    """A short description of ``exc`` with the URL and password taken out."""
+    text = f"{type(exc).__name__}: {exc}"
+    for secret in (settings.url, settings.password.reveal() if settings.password else None):
+        if secret:
+            text = text.replace(secret, "***")
+    from urllib.parse import urlsplit
+
+    url_password = urlsplit(settings.url).password
+    if url_password:
+        text = text.replace(url_password, "***")
+    return text[:300]
+
+
+def translate(exc: BaseException, settings: RedisSettings, doing: str) -> Exception:
+    """The exception to raise for redis-py's ``exc`` while ``doing`` (see the module
+    docstring); raise it ``from None``: the original may hold the URL."""
+    from redis import exceptions as e
+
+    where = settings.shown_url
+    refused = tuple(
+        getattr(e, name)
+        for name in ("AuthenticationError", "AuthorizationError", "NoPermissionError")
+        if hasattr(e, name)
+    )
+    if isinstance(exc, refused) or (
+        isinstance(exc, e.ResponseError)
+        and str(exc).split(" ", 1)[0] in ("WRONGPASS", "NOAUTH", "NOPERM")
+    ):
+        return ConfigurationError(
+            f"Redis at {where} refused the credentials while {doing}: check the password "
+            "(in PPAUTH_REDIS_URL, the profile's [profiles.<name>.redis] password, or "
+            "PPAUTH_REDIS_PASSWORD) and the user's ACL"
+        )
+    if isinstance(exc, e.ConnectionError) and _is_tls_failure(exc):
+        return ConfigurationError(
+            f"TLS with Redis at {where} failed while {doing} ({_scrubbed(exc, settings)}): "
+            "check that the server speaks TLS on that port and that its certificate is "
+            "signed by a CA in ca_bundle (PPAUTH_REDIS_CA_BUNDLE) or the system's store"
+        )
+    if isinstance(exc, e.ConnectionError | e.TimeoutError | e.BusyLoadingError | OSError):
+        return RedisUnavailable(
+            f"Redis at {where} did not answer while {doing} ({_scrubbed(exc, settings)})"
+        )
+    if isinstance(exc, e.ResponseError) and str(exc).startswith(
+        ("LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY")
+    ):
+        return RedisUnavailable(f"Redis at {where} is not ready while {doing}")
+    return CacheError(f"Redis at {where} failed while {doing}: {_scrubbed(exc, settings)}")

@@ -1,0 +1,116 @@
+"""Settings that cannot work are refused before any token moves, with a message that
+names the setting and the fix and never the password or the key."""
+
+from __future__ import annotations
+
+import pytest
+from requests_ppauth_redis import make_redis_cache
+from requests_ppauth_redis._settings import redact_url
+from requests_ppauth_redis.testing import free_port
+
+from requests_ppauth import ConfigurationError, PowerPlatformAuth
+from requests_ppauth.cache.select import resolve
+
+
+def test_a_wrong_password_is_a_configuration_error_without_the_password(
+    redis_server, ppauth_env, cache_key
+):
+    wrong = "not-the-password-" + redis_server.password[:4]
+    url = f"redis://:{wrong}@127.0.0.1:{redis_server.port}/0"
+    ppauth_env.set(PPAUTH_REDIS_URL=url, PPAUTH_CACHE_KEY=cache_key)
+    with pytest.raises(ConfigurationError) as caught:
+        resolve("redis", where="PPAUTH_CACHE")
+    message = str(caught.value)
+    assert wrong not in message and cache_key not in message
+    assert redis_server.url_without_password in message, message
+    assert "password" in message and "PPAUTH_REDIS_URL" in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_wrong_password_fails_powerplatformauth_the_same_way(redis_server, ppauth_env, cache_key):
+    ppauth_env.set(PPAUTH_CACHE_KEY=cache_key, PPAUTH_REDIS_PASSWORD="wrong-password-x")
+    ppauth_env.set(PPAUTH_REDIS_URL=redis_server.url_without_password)
+    auth = PowerPlatformAuth(cache="redis", credential=None)
+    with pytest.raises(ConfigurationError, match="refused the credentials") as caught:
+        _ = auth.provider
+    assert "wrong-password-x" not in str(caught.value)
+
+
+def test_without_a_key_it_refuses_to_start_and_says_how_to_make_one(redis_server, ppauth_env):
+    ppauth_env.set(PPAUTH_REDIS_URL=redis_server.url)
+    with pytest.raises(ConfigurationError) as caught:
+        resolve("redis")
+    message = str(caught.value)
+    assert "ppauth cache keygen" in message and "PPAUTH_CACHE_KEY" in message, message
+    assert 'encryption = "none"' in message
+    assert redis_server.password not in message
+
+
+def test_encryption_none_must_be_explicit_and_stores_plain_json(redis_server, ppauth_env):
+    ppauth_env.set(PPAUTH_REDIS_URL=redis_server.url)
+    cache = resolve({"backend": "redis", "encryption": "none"})
+    from requests_ppauth.cache import Op
+
+    cache.apply([Op("at:k", {"secret": "s"})])
+    assert redis_server.client().get("{ppauth}:e:at:k") == b'{"secret":"s"}'
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({}, "PPAUTH_REDIS_URL"),
+        ({"url": "http://127.0.0.1:6379"}, "redis://, rediss:// .TLS. or unix://"),
+        ({"url": "redis://"}, "needs a host"),
+        ({"url": "unix://"}, "socket path"),
+        ({"url": "redis://h:99999"}, "is not a URL"),
+        ({"url": "redis://h", "colour": "red"}, "does not know"),
+        ({"url": "redis://h", "prefix": "a b"}, "prefix"),
+        ({"url": "redis://h", "encryption": "rot13"}, "encryption"),
+        ({"url": "redis://h", "fallback": "maybe"}, "fallback"),
+        ({"url": "redis://h", "socket_timeout": 0}, "socket_timeout"),
+        ({"url": "redis://h", "ca_bundle": "/nonexistent/ca.pem"}, "ca_bundle"),
+    ],
+)
+def test_bad_settings_name_the_setting(ppauth_env, cache_key, options, expected):
+    ppauth_env.set(PPAUTH_CACHE_KEY=cache_key)
+    with pytest.raises(ConfigurationError, match=expected):
+        resolve({"backend": "redis", **options})
+
+
+def test_a_bad_url_is_shown_without_its_password(ppauth_env, cache_key):
+    ppauth_env.set(PPAUTH_CACHE_KEY=cache_key, PPAUTH_REDIS_URL="http://:hunter2@host:1/0")
+    with pytest.raises(ConfigurationError) as caught:
+        resolve("redis")
+    assert "hunter2" not in str(caught.value) and "http://host:1/0" in str(caught.value)
+
+
+def test_redact_url_keeps_the_user_and_drops_the_password():
+    assert (
+        redact_url("rediss://app:s3cret@cache.example:6380/2")
+        == "rediss://app@cache.example:6380/2"
+    )
+    assert redact_url("redis://:s3cret@[::1]:6379/0") == "redis://[::1]:6379/0"
+    assert redact_url("unix:///run/redis.sock") == "unix:///run/redis.sock"
+
+
+def test_the_environment_url_wins_over_the_options(redis_server, ppauth_env, cache_key):
+    ppauth_env.set(PPAUTH_CACHE_KEY=cache_key, PPAUTH_REDIS_URL=redis_server.url)
+    cache = resolve({"backend": "redis", "url": f"redis://127.0.0.1:{free_port()}/0"})
+    assert cache.location.startswith(redis_server.url_without_password)
+
+
+def test_a_password_option_may_be_a_secret_reference(redis_server, ppauth_env, cache_key, tmp_path):
+    # a reference no installed plugin resolves is an error naming the setting, not a
+    # password sent to Redis
+    ppauth_env.set(PPAUTH_CACHE_KEY=cache_key)
+    with pytest.raises(ConfigurationError, match="password.*pip install|unknown secret scheme"):
+        make_redis_cache(
+            {"url": redis_server.url_without_password, "password": {"ref": "nosuch:thing"}}
+        )
+
+
+def test_an_unreachable_redis_at_start_is_not_an_error(ppauth_env, cache_key):
+    ppauth_env.set(PPAUTH_CACHE_KEY=cache_key)
+    with pytest.warns(Warning, match="did not answer"):
+        cache = resolve({"backend": "redis", "url": f"redis://127.0.0.1:{free_port()}/0"})
+    assert cache.get(["at:k"]) == {}
