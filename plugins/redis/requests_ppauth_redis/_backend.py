@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from requests_ppauth.cache import PRUNE_AFTER, Entry, Op, apply_ops
-from requests_ppauth.errors import CacheError
+from requests_ppauth.errors import CacheError, ConfigurationError
 from requests_ppauth_redis._connection import make_client, translate
 from requests_ppauth_redis._leases import Leases
 from requests_ppauth_redis._settings import RedisSettings
@@ -120,8 +120,25 @@ class RedisStore:
 
     def ping(self) -> None:
         """Connect and authenticate: ConfigurationError for wrong credentials or
-        TLS, RedisUnavailable when Redis does not answer."""
-        self.call("connecting", self._client.ping)
+        TLS, or a cluster node met without ``cluster = true`` (its ``MOVED`` replies
+        would otherwise come only with the first token); RedisUnavailable when Redis
+        does not answer. One round trip."""
+        if self.settings.cluster:
+            self.call("connecting", self._client.ping)
+            return
+
+        def ping_and_mode() -> Any:
+            with self._client.pipeline(transaction=False) as pipe:
+                pipe.ping()
+                pipe.info("cluster")
+                return pipe.execute()[1]
+
+        info = self.call("connecting", ping_and_mode)
+        if isinstance(info, Mapping) and str(info.get("cluster_enabled", "0")) == "1":
+            raise ConfigurationError(
+                f"Redis at {self.settings.shown_url} is a Redis Cluster node: set cluster = "
+                "true in the profile's [profiles.<name>.redis] table (or PPAUTH_REDIS_CLUSTER=1)"
+            )
 
     def server_info(self) -> Mapping[str, Any]:
         info: Mapping[str, Any] = self.call("reading INFO", lambda: self._client.info("server"))
@@ -190,8 +207,9 @@ class RedisStore:
             for op in ops:  # puts and deletes: the last op on a key decides
                 final[op.key] = dict(op.value) if op.value is not None else None
             self.call("storing tokens", lambda: self._write(final, watched=None))
-            return
-        self.call("storing tokens", lambda: self._apply_watched(touched, ops))
+        else:
+            self.call("storing tokens", lambda: self._apply_watched(touched, ops))
+        self.leases.wrote()  # a lease this thread holds now releases with "stored"
 
     def _apply_watched(self, touched: list[str], ops: Sequence[Op]) -> None:
         import redis
@@ -203,7 +221,9 @@ class RedisStore:
             with self._client.pipeline(transaction=True) as pipe:
                 try:
                     pipe.watch(*names)  # type: ignore[no-untyped-call]
-                    blobs = pipe.mget(names)
+                    # a command after WATCH runs at once; RedisCluster's pipeline
+                    # refuses pipe.mget, not the raw command (one slot: one node)
+                    blobs = pipe.execute_command("MGET", *names)  # type: ignore[no-untyped-call]
                     state = {
                         k: e
                         for k, n, b in zip(touched, names, blobs, strict=True)

@@ -18,7 +18,7 @@ frozen server costs one timeout, not four.
 from __future__ import annotations
 
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from requests_ppauth.errors import CacheError, ConfigurationError
 from requests_ppauth_redis._settings import RedisSettings
@@ -32,9 +32,12 @@ class RedisUnavailable(CacheError):  # noqa: N818 - reads as a state, like the c
 
 
 def make_client(settings: RedisSettings) -> redis.Redis:
-    """A client (a connection pool: thread-safe, shared by this process's threads)."""
+    """A client (a connection pool: thread-safe, shared by this process's threads);
+    for ``cluster = true`` a ``RedisCluster``, which offers the same commands (typed
+    as ``Redis`` here: the backend uses only what both have)."""
     import redis
     from redis.backoff import NoBackoff
+    from redis.cluster import RedisCluster
     from redis.retry import Retry
 
     kwargs: dict[str, Any] = {
@@ -53,6 +56,9 @@ def make_client(settings: RedisSettings) -> redis.Redis:
         kwargs["ssl_min_version"] = ssl.TLSVersion.TLSv1_2
     if settings.url.startswith("unix://"):
         kwargs.pop("socket_connect_timeout")
+    if settings.cluster:
+        kwargs.pop("health_check_interval")
+        return cast("redis.Redis", RedisCluster.from_url(settings.url, **kwargs))
     return redis.Redis.from_url(settings.url, **kwargs)
 
 
@@ -101,6 +107,13 @@ def translate(exc: BaseException, settings: RedisSettings, doing: str) -> Except
             f"Redis at {where} refused the credentials while {doing}: check the password "
             "(in PPAUTH_REDIS_URL, the profile's [profiles.<name>.redis] password, or "
             "PPAUTH_REDIS_PASSWORD) and the user's ACL"
+        )
+    if isinstance(exc, e.MovedError | e.AskError) or (
+        isinstance(exc, e.ResponseError) and str(exc).startswith(("MOVED", "ASK"))
+    ):
+        return ConfigurationError(
+            f"Redis at {where} is a Redis Cluster node: set cluster = true in the profile's "
+            "[profiles.<name>.redis] table (or PPAUTH_REDIS_CLUSTER=1)"
         )
     if isinstance(exc, e.ConnectionError) and _is_tls_failure(exc):
         return ConfigurationError(

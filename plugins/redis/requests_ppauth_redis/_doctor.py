@@ -2,20 +2,40 @@
 
 Checks, in order, what a fleet's first run would otherwise find out the hard way:
 Redis answers (and how fast), it accepted the credentials, TLS verified (for
-``rediss://``), and the sealing key opens a canary entry written just now (so
-every machine sealing with this key can read what the others store). The canary
-lives under the cache's hash tag for a few seconds and is deleted at once.
+``rediss://``), the sealing key seals and opens a canary entry written just now, and
+the entries already stored open with this machine's key.
+
+The canary alone cannot catch a wrong key: it is sealed with the key it is opened
+with, so it proves the round trip (Redis keeps bytes intact, the key parses), not
+that this machine holds the fleet's key. What does is the entries other machines
+stored: each sealed value names the id of the key that sealed it (ids, never keys),
+so the survey counts the entries that open and names the key ids of those that do
+not. When entries exist and none of them opens, this machine's key (or its
+``encryption`` setting) differs from the fleet's: that fails the check. Some that
+do not open beside some that do are what a rotation leaves behind (a retired key's
+entries, refetched and overwritten on use): that is reported, not failed. With no
+entries yet, the line says a wrong key cannot be seen yet.
+
+The canary lives under the cache's hash tag for a few seconds and is deleted at once.
+The survey reads at most :data:`SURVEY_LIMIT` entries, a page at a time (SCAN and
+MGET: no long script blocks Redis), and never shows a value or an entry's name.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import time
+from collections import Counter
+from collections.abc import Iterator
 
 from requests_ppauth.errors import CacheError
 from requests_ppauth_redis._backend import RedisStore
 
 CANARY_TTL_MS = 30_000
+SURVEY_LIMIT = 1000  # entries read by the survey: enough to tell a wrong key
+_PAGE = 200
 
 
 def diagnose(store: RedisStore) -> list[str]:
@@ -39,6 +59,13 @@ def diagnose(store: RedisStore) -> list[str]:
         )
     else:
         lines.append("TLS: not used (redis:// or unix://); use rediss:// across a network")
+    lines.append(_canary(store))
+    lines.append(_survey(store))
+    return lines
+
+
+def _canary(store: RedisStore) -> str:
+    """Seal, write, read back and open an entry: the round trip works with this key."""
     name = f"{store.tag}:canary:{os.getpid()}-{os.urandom(4).hex()}"
     payload = {"canary": os.urandom(8).hex()}
     blob = store.seal(name, payload)
@@ -56,9 +83,93 @@ def diagnose(store: RedisStore) -> list[str]:
         )
     if store.sealer is not None:
         ids = ", ".join(store.sealer.key_ids)
-        lines.append(f"encryption: AES-256-GCM, a canary entry sealed and opened (key ids {ids})")
-    else:
-        lines.append(
-            'encryption: none (encryption = "none"): anyone who can read Redis reads tokens'
+        return f"encryption: AES-256-GCM, a canary entry sealed and opened (key ids {ids})"
+    return 'encryption: none (encryption = "none"): anyone who can read Redis reads tokens'
+
+
+def _values(store: RedisStore) -> Iterator[tuple[str, bytes]]:
+    """Up to :data:`SURVEY_LIMIT` stored entries (name, raw value), a page at a time."""
+    client = store._client
+    pattern = store.name("*")
+    cursor: int = 0
+    seen = 0
+    while True:
+        cursor, page = store.call(
+            "surveying entries", functools.partial(client.scan, cursor, match=pattern, count=_PAGE)
         )
-    return lines
+        names = [n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in page]
+        if names:
+            blobs = store.call("surveying entries", functools.partial(client.mget, names))
+            for name, blob in zip(names, blobs, strict=True):
+                if blob is None:
+                    continue  # expired or deleted between SCAN and MGET
+                yield name, blob if isinstance(blob, bytes) else str(blob).encode()
+                seen += 1
+                if seen >= SURVEY_LIMIT:
+                    return
+        if not cursor:
+            return
+
+
+def _opens(store: RedisStore, name: str, blob: bytes) -> tuple[bool, str]:
+    """Whether ``blob`` opens as an entry here, and, if not, why (a key id at most)."""
+    from requests_ppauth.cache.seal import KEY_ID_BYTES, MAGIC, SealError, is_sealed
+
+    data = blob
+    if store.sealer is not None:
+        try:
+            data = store.sealer.open(name, blob)
+        except SealError:
+            if not is_sealed(blob):
+                return False, "not sealed"
+            start = len(MAGIC) + 1
+            key_id = blob[start : start + KEY_ID_BYTES].hex()
+            if key_id in store.sealer.key_ids:
+                return False, f"sealed with key id {key_id} but changed or damaged"
+            return False, f"sealed with key id {key_id}"
+    elif is_sealed(blob):
+        return False, "sealed (encryption here is none)"
+    try:
+        entry = json.loads(data)
+    except ValueError:
+        return False, "not a cache entry"
+    return (True, "") if isinstance(entry, dict) else (False, "not a cache entry")
+
+
+def _survey(store: RedisStore) -> str:
+    """The entries stored now: whether they open with this key (see the module
+    docstring); raises CacheError when there are some and none opens."""
+    opened = 0
+    failures: Counter[str] = Counter()
+    for name, blob in _values(store):
+        ok, why = _opens(store, name, blob)
+        if ok:
+            opened += 1
+        else:
+            failures[why] += 1
+    total = opened + sum(failures.values())
+    scope = f"the first {total}" if total >= SURVEY_LIMIT else f"{total}"
+    if total == 0:
+        return (
+            "entries: none stored yet (whether this key matches the fleet's shows once "
+            "another machine has stored a token)"
+        )
+    if not failures:
+        return f"entries: {scope} stored, all open with this key"
+    why = "; ".join(f"{count} {reason}" for reason, count in sorted(failures.items()))
+    if opened == 0:
+        yours = (
+            f"key ids {', '.join(store.sealer.key_ids)}"
+            if store.sealer is not None
+            else 'encryption = "none"'
+        )
+        raise CacheError(
+            f"the Redis cache {store.location}: none of {scope} stored entries opens here "
+            f"({why}; this machine has {yours}): set PPAUTH_CACHE_KEY to the key the fleet "
+            "uses (to rotate, list the new key first and the old one after it), and the same "
+            "encryption setting everywhere"
+        )
+    return (
+        f"entries: {opened} of {scope} open with this key; {why}: left by a retired key or "
+        "a machine with another key, refetched and overwritten when used"
+    )

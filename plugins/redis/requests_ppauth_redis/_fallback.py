@@ -24,12 +24,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from requests_ppauth.cache import Entry, FileCache, Op
 from requests_ppauth_redis._backend import RedisStore
 from requests_ppauth_redis._connection import RedisUnavailable
 from requests_ppauth_redis._warnings import warn_once
+
+if TYPE_CHECKING:
+    from requests_ppauth.cache.seal import Sealer
 
 log = logging.getLogger("requests_ppauth_redis")
 
@@ -70,6 +73,12 @@ class RedisCache:
 
     def __repr__(self) -> str:
         return f"RedisCache({self.location!r})"
+
+    @property
+    def sealer(self) -> Sealer | None:
+        """What seals the values (None: ``encryption = "none"``): ``ppauth cache
+        path`` and ``doctor`` show its key ids."""
+        return self.store.sealer
 
     def __getstate__(self) -> dict[str, Any]:
         return {"options": self._options}

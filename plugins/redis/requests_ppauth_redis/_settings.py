@@ -20,6 +20,10 @@ Where each setting comes from (first found wins):
   unreachable) or ``"none"`` (failures are the core's ``CacheError``).
 - ``connect_timeout`` / ``socket_timeout``: seconds (defaults
   :data:`CONNECT_TIMEOUT`, :data:`SOCKET_TIMEOUT`).
+- ``cluster``: ``PPAUTH_REDIS_CLUSTER`` (``1``/``true``), else the option
+  (``true``/``false``, default false): the URL is a seed node of a Redis Cluster
+  (redis-py's ``RedisCluster`` follows the slot map). A cluster node met without it
+  is a configuration error, not a stream of ``MOVED`` replies.
 - ``lease_ttl``: seconds a key lock's lease lives unless renewed (default
   :data:`LEASE_TTL`): what a holder that died costs
   the processes waiting for it.
@@ -61,6 +65,7 @@ KNOWN_OPTIONS = frozenset(
         "connect_timeout",
         "socket_timeout",
         "lease_ttl",
+        "cluster",
     }
 )
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
@@ -105,6 +110,7 @@ class RedisSettings:
     connect_timeout: float
     socket_timeout: float
     lease_ttl: float
+    cluster: bool = False
 
     @property
     def hash_tag(self) -> str:
@@ -120,6 +126,25 @@ def _number(options: Mapping[str, Any], name: str, default: float) -> float:
     if not (math.isfinite(value) and 0 < value <= 60):
         raise ValueError(f"{name} must be between 0 and 60 seconds, not {value}")
     return float(value)
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _flag(options: Mapping[str, Any], environ: Mapping[str, str], name: str, var: str) -> bool:
+    """A yes/no setting: the variable ``var`` when set, else the option ``name``."""
+    text = environ.get(var)
+    if text is not None:
+        if text.strip().lower() in _TRUE:
+            return True
+        if text.strip().lower() in _FALSE:
+            return False
+        raise ValueError(f"{var} must be 1 or 0 (true or false), not {text!r}")
+    value = options.get(name, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, not {value!r}")
+    return value
 
 
 def _text(options: Mapping[str, Any], name: str) -> str | None:
@@ -211,6 +236,9 @@ def settings_from(options: Mapping[str, Any], environ: Mapping[str, str]) -> Red
     fallback = options.get("fallback", "file")
     if fallback not in ("file", "none"):
         raise ValueError(f'fallback must be "file" (the default) or "none", not {fallback!r}')
+    cluster = _flag(options, environ, "cluster", "PPAUTH_REDIS_CLUSTER")
+    if cluster and url.startswith("unix://"):
+        raise ValueError("cluster = true needs a redis:// or rediss:// seed node, not unix://")
     return RedisSettings(
         url=url,
         shown_url=shown,
@@ -222,4 +250,5 @@ def settings_from(options: Mapping[str, Any], environ: Mapping[str, str]) -> Red
         connect_timeout=_number(options, "connect_timeout", CONNECT_TIMEOUT),
         socket_timeout=_number(options, "socket_timeout", SOCKET_TIMEOUT),
         lease_ttl=_number(options, "lease_ttl", LEASE_TTL),
+        cluster=cluster,
     )

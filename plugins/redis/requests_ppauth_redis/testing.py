@@ -85,6 +85,7 @@ class RedisServer:
         self.cluster = cluster
         self.extra = tuple(extra)
         self.port = port if port is not None else free_port()
+        self.bus_port = free_port() if cluster else 0
         self.directory = Path(tempfile.mkdtemp(prefix="ppauth-redis-"))
         self.ca_bundle: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -155,6 +156,9 @@ class RedisServer:
                 "yes",
                 "--cluster-config-file",
                 str(self.directory / "nodes.conf"),
+                # the bus port defaults to port + 10000, past 65535 for a high free port
+                "--cluster-port",
+                str(self.bus_port),
                 "--masterauth",
                 self.password,
             ]
