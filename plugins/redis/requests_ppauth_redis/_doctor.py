@@ -24,6 +24,7 @@ MGET: no long script blocks Redis), and never shows a value or an entry's name.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import time
@@ -88,27 +89,22 @@ def _canary(store: RedisStore) -> str:
 
 
 def _values(store: RedisStore) -> Iterator[tuple[str, bytes]]:
-    """Up to :data:`SURVEY_LIMIT` stored entries (name, raw value), a page at a time."""
+    """Up to :data:`SURVEY_LIMIT` stored entries (name, raw value), read a page at a
+    time (``scan_iter`` works on a cluster too: every key shares one hash slot)."""
     client = store._client
     pattern = store.name("*")
-    cursor: int = 0
-    seen = 0
-    while True:
-        cursor, page = store.call(
-            "surveying entries", functools.partial(client.scan, cursor, match=pattern, count=_PAGE)
-        )
-        names = [n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in page]
-        if names:
-            blobs = store.call("surveying entries", functools.partial(client.mget, names))
-            for name, blob in zip(names, blobs, strict=True):
-                if blob is None:
-                    continue  # expired or deleted between SCAN and MGET
+
+    def scan() -> list[str]:
+        found = itertools.islice(client.scan_iter(match=pattern, count=_PAGE), SURVEY_LIMIT)
+        return [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in found]
+
+    names = store.call("surveying entries", scan)
+    for start in range(0, len(names), _PAGE):
+        page = names[start : start + _PAGE]
+        blobs = store.call("surveying entries", functools.partial(client.mget, page))
+        for name, blob in zip(page, blobs, strict=True):
+            if blob is not None:  # None: expired or deleted between SCAN and MGET
                 yield name, blob if isinstance(blob, bytes) else str(blob).encode()
-                seen += 1
-                if seen >= SURVEY_LIMIT:
-                    return
-        if not cursor:
-            return
 
 
 def _opens(store: RedisStore, name: str, blob: bytes) -> tuple[bool, str]:
@@ -121,7 +117,7 @@ def _opens(store: RedisStore, name: str, blob: bytes) -> tuple[bool, str]:
             data = store.sealer.open(name, blob)
         except SealError:
             if not is_sealed(blob):
-                return False, "not sealed"
+                return False, 'not sealed (written with encryption = "none")'
             start = len(MAGIC) + 1
             key_id = blob[start : start + KEY_ID_BYTES].hex()
             if key_id in store.sealer.key_ids:
