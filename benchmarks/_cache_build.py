@@ -6,7 +6,8 @@ the emulator's real tokens), the same clients, scopes, tenant, authority and exp
 - ours through the backend's own write path, ``FileCache.apply`` in batches, each
   entry exactly what ``TokenProvider._entry`` stores, under
   ``access_token_key(token_key(...))``; and, as the provider leaves behind, one
-  (empty) single-flight lock file per key in ``locks/``;
+  (empty) single-flight lock file per key in ``locks/`` (:func:`token_ops` and
+  :func:`fill` also fill any other backend, e.g. bench_fleet.py's Redis);
 - msal-extensions' file from msal's own ``SerializableTokenCache.add()`` fed the
   token event msal's app hands it after a client-credentials request (captured from
   a real one against the emulator), serialised once, as ``PersistedTokenCache``
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from requests_ppauth.cache import Op
+from requests_ppauth.cache import CacheBackend, Op
 from requests_ppauth.cache.file import FileCache
 from requests_ppauth.cache.keys import access_token_key, token_key
 
@@ -85,15 +86,13 @@ def entries(
     return out
 
 
-def build_ours(
-    directory: Path, tenant: Tenant, items: list[tuple[str, str, str]], now: float
-) -> None:
-    cache = FileCache(directory)
-    cache.prepare()
+def token_ops(tenant: Tenant, items: list[tuple[str, str, str]], now: float) -> list[Op]:
+    """The writes that store ``items``, each entry exactly what
+    ``TokenProvider._entry`` stores for an app's token (no "user")."""
     ops = []
     for client, scope, secret in items:
         key = token_key(tenant.authority, tenant.tenant_id, client, None, scope)
-        entry = {  # as TokenProvider._entry: an app's token (no "user")
+        entry = {
             "secret": secret,
             "expires_on": round(now + LIFETIME, 3),
             "refresh_on": round(now + LIFETIME - REFRESH_MARGIN, 3),
@@ -102,10 +101,25 @@ def build_ours(
             "authority": tenant.authority,
         }
         ops.append(Op(access_token_key(key), entry))
+    return ops
+
+
+def fill(backend: CacheBackend, ops: list[Op]) -> None:
+    """``ops`` through the backend's own write path, in batches."""
+    for i in range(0, len(ops), BATCH):
+        backend.apply(ops[i : i + BATCH])
+
+
+def build_ours(
+    directory: Path, tenant: Tenant, items: list[tuple[str, str, str]], now: float
+) -> None:
+    cache = FileCache(directory)
+    cache.prepare()
+    for client, scope, _secret in items:
+        key = token_key(tenant.authority, tenant.tenant_id, client, None, scope)
         lock = cache._key_path(key)
         os.close(os.open(lock, os.O_WRONLY | os.O_CREAT, 0o600))
-    for i in range(0, len(ops), BATCH):
-        cache.apply(ops[i : i + BATCH])
+    fill(cache, token_ops(tenant, items, now))
     if cache._conn is not None:  # the driver keeps no connection open on it
         cache._conn.close()
         cache._conn = None

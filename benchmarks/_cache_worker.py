@@ -2,7 +2,8 @@
 
 ``python _cache_worker.py serve ours|theirs <cache>`` reads one JSON command per
 line on stdin and answers each with one JSON line on stdout. ``<cache>`` is our
-cache directory or msal-extensions' cache file. Tokens are never printed: only the
+cache setting (see :func:`setting`: a directory, or a backend such as ``redis`` for
+bench_fleet.py) or msal-extensions' cache file. Tokens are never printed: only the
 first 16 hex digits of their SHA-256.
 
 ``python _cache_worker.py warm ours|theirs <cache> <scope>``: a whole warm start
@@ -50,6 +51,13 @@ def wait_until(start: float) -> None:
         time.sleep(left - 0.003)
     while time.time() < start:
         time.sleep(0.0002)
+
+
+def setting(cache: str) -> Any:
+    """Our ``cache=`` for ``<cache>``: a JSON table (``{"backend": "redis", ...}``,
+    its options), else the text itself, which ``PowerPlatformAuth`` reads as a
+    directory (it has a separator) or a backend name (``redis``)."""
+    return json.loads(cache) if cache.startswith("{") else cache
 
 
 def msal_app(token_cache: Any) -> Any:
@@ -130,11 +138,9 @@ class Stopwatch:
 
 class Ours:
     def __init__(self, cache: str) -> None:
-        from pathlib import Path
-
         from requests_ppauth import PowerPlatformAuth
 
-        self.auth = PowerPlatformAuth(cache=Path(cache))
+        self.auth = PowerPlatformAuth(cache=setting(cache))
         # built now, as msal's app is on the other side: settings, plugins, cache backend
         # (the credential, msal and the cache's files stay lazy, as for any user)
         backend = self.auth.provider.cache
@@ -186,14 +192,12 @@ def first_ours(cache: str, warm_cache: str, scope: str, go: Any) -> dict[str, An
     built and its credential resolved first (``provider.key()``: settings and
     environment variables, not cache work; timed apart), then the timed
     ``provider.get(scope)``: opening the SQLite cache and reading one row."""
-    from pathlib import Path
-
     import requests_ppauth.cache.file
     import requests_ppauth.cache.locks  # noqa: F401 - imported, not timed
     from requests_ppauth import PowerPlatformAuth
 
-    PowerPlatformAuth(cache=Path(warm_cache)).provider.get(scope)
-    auth = PowerPlatformAuth(cache=Path(cache))
+    PowerPlatformAuth(cache=setting(warm_cache)).provider.get(scope)
+    auth = PowerPlatformAuth(cache=setting(cache))
     go()
     t0 = time.perf_counter()
     auth.provider.key(scope)

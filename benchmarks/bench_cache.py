@@ -218,6 +218,11 @@ class Barrier:
 
 
 class Bench:
+    # the two sides that store_run and first_run compare, and their printed names; a
+    # subclass (bench_fleet.py) compares others by overriding these and :meth:`worker`
+    sides: tuple[str, ...] = SIDES
+    names: dict[str, str] = NAMES
+
     def __init__(self, emu: Emulator, tmp: Path, plan: Plan) -> None:
         self.emu = emu
         self.tmp = tmp
@@ -237,6 +242,8 @@ class Bench:
         )
         self.token_bytes = self._real_token_bytes()
         self.fig: dict[tuple[Any, ...], list[float]] = defaultdict(list)
+        # every sample of store_run and first_run, all runs: for percentiles over them
+        self.samples: dict[tuple[Any, ...], list[float]] = defaultdict(list)
         self.void: list[str] = []
         self._seq = 0
 
@@ -267,6 +274,10 @@ class Bench:
 
     def tokens(self) -> int:
         return self.emu.count("token")
+
+    def worker(self, side: str, cache: Path | str) -> Worker:
+        """A worker process for one of :attr:`sides` on ``cache``."""
+        return Worker(side, cache, self.env)
 
     # -- the barrier -------------------------------------------------------------------
     @staticmethod
@@ -352,7 +363,7 @@ class Bench:
         at 100, theirs at 100, ours at 1,000, ...), so that the sizes, not only the
         sides, are compared under the same conditions."""
         workers = {
-            (n, side): Worker(side, caches[n][side], self.env) for n in sizes for side in SIDES
+            (n, side): self.worker(side, caches[n][side]) for n in sizes for side in self.sides
         }
         lat: dict[tuple[int, str], list[float]] = defaultdict(list)
         inside: dict[tuple[int, str], list[float]] = defaultdict(list)
@@ -374,15 +385,17 @@ class Bench:
         if made != len(workers) * self.plan.store_samples:
             raise SystemExit(f"store run: {made} token requests, not one per store")
         for n in sorted(sizes):
-            o, t = lat[(n, "ours")], lat[(n, "theirs")]
-            for side in SIDES:
+            for side in self.sides:
                 self.fig[("store_p50", side, spread, n)].append(med(lat[(n, side)]))
                 self.fig[("store_cache_p50", side, spread, n)].append(med(inside[(n, side)]))
+                self.samples[("store", side, spread, n)] += lat[(n, side)]
             print(
-                f"   {spread:<7} {n:>6}  store p50 ours {med(o):6.1f} ms  theirs {med(t):7.1f} ms"
-                f"   (p90 ours {pct(o, 0.9):6.1f}, theirs {pct(t, 0.9):7.1f}; in the cache's "
-                f"calls: p50 ours {med(inside[(n, 'ours')]):5.2f}, theirs "
-                f"{med(inside[(n, 'theirs')]):7.2f} ms)"
+                f"   {spread:<7} {n:>6}  store p50 / p90, in the cache's calls p50: "
+                + "; ".join(
+                    f"{self.names[side]} {med(lat[(n, side)]):6.1f} / "
+                    f"{pct(lat[(n, side)], 0.9):6.1f}, {med(inside[(n, side)]):5.2f} ms"
+                    for side in self.sides
+                )
             )
 
     # -- 3. fresh-process first lookup ------------------------------------------------
@@ -392,8 +405,8 @@ class Bench:
         for _ in range(self.plan.first_procs):
             for n in sizes:
                 want = hashlib.sha256(caches[n]["secret"].encode()).hexdigest()[:16]
-                for side in SIDES:
-                    w = Worker(side, caches[n][side], self.env)
+                for side in self.sides:
+                    w = self.worker(side, caches[n][side])
                     try:
                         w.send(
                             cmd="first",
@@ -412,23 +425,34 @@ class Bench:
                         raise SystemExit(f"{side} first lookup returned another token")
                     got[(n, side)].append(res)
         for n in sorted(sizes):
-            for side in SIDES:
-                self.fig[("first_ms", side, spread, n)].append(
-                    med([x["cache_ms"] for x in got[(n, side)]])
-                )
+            for side in self.sides:
+                each = [x["cache_ms"] for x in got[(n, side)]]
+                self.fig[("first_ms", side, spread, n)].append(med(each))
+                self.samples[("first", side, spread, n)] += each
+                self.samples[("first_total", side, spread, n)] += [
+                    x["credential_ms"] + x["cache_ms"] for x in got[(n, side)]
+                ]
                 self.fig[("first_requests", side, spread, n)].append(
                     max(x["requests"] for x in got[(n, side)])
                 )
-            ours = [x["cache_ms"] for x in got[(n, "ours")]]
-            cred = med([x["credential_ms"] for x in got[(n, "ours")]])
-            self.fig[("first_credential_ms", "ours", spread, n)].append(cred)
-            theirs = med([x["cache_ms"] for x in got[(n, "theirs")]])
+                cred = med([x["credential_ms"] for x in got[(n, side)]])
+                self.fig[("first_credential_ms", side, spread, n)].append(cred)
+
+            def side_text(side: str, n: int = n) -> str:
+                each = ", ".join(f"{x['cache_ms']:.2f}" for x in got[(n, side)])
+                cred = self.fig[("first_credential_ms", side, spread, n)][-1]
+                return (
+                    f"{self.names[side]} {self.fig[('first_ms', side, spread, n)][-1]:5.2f} ms "
+                    f"(each: {each}; + provider and credential {cred:5.2f} ms)"
+                )
+
+            requests_made = " / ".join(
+                str(max(x["requests"] for x in got[(n, side)])) for side in self.sides
+            )
             print(
-                f"   {spread:<7} {n:>6}  first lookup: ours {med(ours):5.2f} ms (each: "
-                + ", ".join(f"{x:.2f}" for x in ours)
-                + f"; + provider and credential {cred:5.2f} ms)  theirs {theirs:7.2f} ms  "
-                f"identity requests during it {max(x['requests'] for x in got[(n, 'ours')])}"
-                f" / {max(x['requests'] for x in got[(n, 'theirs')])}"
+                f"   {spread:<7} {n:>6}  first lookup: "
+                + "; ".join(side_text(side) for side in self.sides)
+                + f"  identity requests during it {requests_made}"
             )
 
     # -- 2. concurrent stores -----------------------------------------------------------
@@ -941,20 +965,37 @@ def checkout() -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def arguments(
+    doc: str | None, argv: list[str] | None, full: Plan, quick: Plan
+) -> tuple[bool, Plan, int]:
+    """``--quick`` and ``--runs``: whether quick, the plan, and how many runs."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="100 and 1,000 entries, fewer samples")
     parser.add_argument("--runs", type=int, default=None, help="default 3 (1 with --quick)")
     args = parser.parse_args(argv)
-    plan = QUICK if args.quick else FULL
     runs = args.runs if args.runs is not None else (1 if args.quick else 3)
+    return args.quick, quick if args.quick else full, runs
+
+
+def finish(missed: list[str], began: float) -> int:
+    """The closing lines, and the exit status: 1 naming every target missed."""
+    print(f"\nwall time {time.perf_counter() - began:.0f} s; {load()}")
+    if missed:
+        print(f"{len(missed)} target(s) missed: " + "; ".join(missed))
+        return 1
+    print("every target met")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    quick, plan, runs = arguments(__doc__, argv, FULL, QUICK)
     began = time.perf_counter()
     compile_sources()
     import msal
     import msal_extensions
 
     print(
-        f"bench_cache: {'quick' if args.quick else 'full'}, {runs} run(s), sizes "
+        f"bench_cache: {'quick' if quick else 'full'}, {runs} run(s), sizes "
         f"{', '.join(f'{n:,}' for n in plan.sizes)}; msal {msal.__version__}, "
         f"msal-extensions {msal_extensions.__version__}, Python {sys.version.split()[0]}, "
         f"{os.cpu_count()} CPUs; {load()}"
@@ -968,12 +1009,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.run(r)
             print(f"   (run {r + 1}: {time.perf_counter() - t:.0f} s)")
         missed = summary(bench, runs)
-    print(f"\nwall time {time.perf_counter() - began:.0f} s; {load()}")
-    if missed:
-        print(f"{len(missed)} target(s) missed: " + "; ".join(missed))
-        return 1
-    print("every target met")
-    return 0
+    return finish(missed, began)
 
 
 if __name__ == "__main__":
