@@ -1,5 +1,8 @@
 """The emulated resource servers: a Power Platform API, a Dataverse ``WhoAmI``,
-a Key Vault, and a "foreign" host that records what reaches it.
+a Key Vault, and a "foreign" host that records what reaches it. Each real service's
+API lives in a module of its own (:mod:`._management`, :mod:`._dataverse`,
+:mod:`._keyvault`, :mod:`._arm`, each a :class:`~._service.Service`); this module
+validates tokens for all of them and routes the listeners to them.
 
 Every resource validates the bearer token as the real one does: signature,
 audience against what that route serves, lifetime, revocation; it answers 401
@@ -12,12 +15,13 @@ import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import unquote, urlencode
+from urllib.parse import urlencode
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from requests_ppauth.testing import _jwt
-from requests_ppauth.testing._state import Directory, VaultSecret
+from requests_ppauth.testing._service import Service
+from requests_ppauth.testing._state import Directory
 from requests_ppauth.testing._wire import Request, Response
 
 POWER_PLATFORM_API = "https://api.powerplatform.com"
@@ -56,6 +60,18 @@ class Resources:
             for i in range(environments)
         ]
         self.admin_applications: dict[str, dict[str, Any]] = {}
+        from requests_ppauth.testing._arm import Arm
+        from requests_ppauth.testing._dataverse import Dataverse
+        from requests_ppauth.testing._keyvault import KeyVault
+        from requests_ppauth.testing._management import Management
+
+        self.arm = Arm(self)
+        self.management = Management(self)
+        self.dataverse = Dataverse(self)
+        self.keyvault = KeyVault(self)
+        #: the api listener's services, asked in turn before the routes below
+        self.api_services: tuple[Service, ...] = (self.arm, self.management, self.dataverse)
+        self.services: tuple[Service, ...] = (*self.api_services, self.keyvault)
 
     # -- token validation ----------------------------------------------------
     def validate(self, req: Request, audiences: Iterable[str]) -> dict[str, Any]:
@@ -98,6 +114,10 @@ class Resources:
     # -- Power Platform ------------------------------------------------------
     def power_platform(self, req: Request) -> Response:
         """Environments (paged), WhoAmI, adminApplications, and a cross-host redirect."""
+        for service in self.api_services:
+            answer = service.route(req)
+            if answer is not None:
+                return answer
         path = req.path.rstrip("/")
         if path == "/redirect":
             req.endpoint = "redirect"
@@ -189,80 +209,10 @@ class Resources:
 
     # -- Key Vault -----------------------------------------------------------
     def vault(self, req: Request) -> Response:
-        """``GET /secrets/{name}[/{version}]`` behind Key Vault's bearer challenge."""
-        parts = [unquote(p) for p in req.path.split("/") if p]
-        req.endpoint = "vault"
-        try:
-            claims = self.validate(req, (VAULT_RESOURCE,))
-        except TokenRejectedError as exc:
-            challenge = (
-                f'Bearer authorization="{self.authority_origin}/{self.default_tenant}", '
-                f'resource="{VAULT_RESOURCE}"'
-            )
-            message = (
-                "AKV10000: Request is missing a Bearer or PoP token."
-                if req.bearer() is None
-                else f"AKV10022: {exc}"
-            )
-            return Response.json(
-                401,
-                {"error": {"code": "Unauthorized", "message": message}},
-                [("WWW-Authenticate", challenge)],
-            )
-        if req.method != "GET" or len(parts) not in (2, 3) or parts[0] != "secrets":
-            return Response.json(
-                400, {"error": {"code": "BadParameter", "message": "Unsupported operation."}}
-            )
-        principal = {str(claims.get("appid")).lower(), str(claims.get("oid")).lower()}
-        with self.directory.lock:
-            denied = bool(principal & self.directory.vault_denied)
-            versions = list(self.directory.vault.get(parts[1], []))
-        if denied:
-            return Response.json(
-                403,
-                {
-                    "error": {
-                        "code": "Forbidden",
-                        "message": f"The user, group or application 'appid={claims.get('appid')};"
-                        f"oid={claims.get('oid')}' does not have secrets get permission "
-                        "on key vault. For help resolving this issue, please see "
-                        "https://go.microsoft.com/fwlink/?linkid=2125287",
-                        "innererror": {"code": "AccessDenied"},
-                    }
-                },
-            )
-        found: VaultSecret | None = None
-        if len(parts) == 3 and parts[2]:
-            found = next((v for v in versions if v.version == parts[2]), None)
-        else:
-            found = next((v for v in reversed(versions) if v.enabled), None)
-        if found is None:
-            return Response.json(
-                404,
-                {
-                    "error": {
-                        "code": "SecretNotFound",
-                        "message": f"A secret with (name/id) {'/'.join(parts[1:])} was not "
-                        "found in this key vault. If you recently deleted this secret you may be "
-                        "able to recover it using the correct recovery command.",
-                    }
-                },
-            )
-        body: dict[str, Any] = {
-            "value": found.value,
-            "id": f"{req.origin}/secrets/{found.name}/{found.version}",
-            "attributes": {
-                "enabled": found.enabled,
-                "created": found.created,
-                "updated": found.created,
-                "recoveryLevel": "Recoverable+Purgeable",
-                "recoverableDays": 90,
-            },
-            "tags": {},
-        }
-        if found.content_type:
-            body["contentType"] = found.content_type
-        return Response.json(200, body)
+        """The Key Vault listener: :mod:`requests_ppauth.testing._keyvault`."""
+        resp = self.keyvault.route(req)
+        assert resp is not None  # the vault answers every path on its listener
+        return resp
 
     # -- foreign -------------------------------------------------------------
     def foreign(self, req: Request) -> Response:

@@ -26,7 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from requests_ppauth._http import IdentityHttpClient
 from requests_ppauth.testing._certs import (
@@ -56,6 +56,12 @@ from requests_ppauth.testing._state import (
     VaultSecret,
 )
 from requests_ppauth.testing._wire import Request, Response
+
+if TYPE_CHECKING:
+    from requests_ppauth.testing._arm import Arm
+    from requests_ppauth.testing._dataverse import Dataverse
+    from requests_ppauth.testing._keyvault import KeyVault
+    from requests_ppauth.testing._management import Management
 
 ROLES = ("identity", "api", "vault", "foreign", "msi")
 FEDERATION_AUDIENCE = "api://AzureADTokenExchange"
@@ -242,6 +248,32 @@ class Emulator:
     def ports(self) -> dict[str, int]:
         """Listener name to port."""
         return {role: listener.port for role, listener in self._listeners.items()}
+
+    # -- services --------------------------------------------------------------
+    def _running(self) -> Resources:
+        if self._resources is None:
+            raise RuntimeError("the emulator is not running: use 'with Emulator() as emu:'")
+        return self._resources
+
+    @property
+    def management(self) -> Management:
+        """The Power Platform API's environment management and BAP (its state)."""
+        return self._running().management
+
+    @property
+    def dataverse(self) -> Dataverse:
+        """The Dataverse Web API: tables and rows (``emu.dataverse.add_table(...)``)."""
+        return self._running().dataverse
+
+    @property
+    def keyvault(self) -> KeyVault:
+        """The Key Vault's secrets API."""
+        return self._running().keyvault
+
+    @property
+    def arm(self) -> Arm:
+        """Azure Resource Manager: cloud metadata and subscriptions."""
+        return self._running().arm
 
     # -- directory -------------------------------------------------------------
     def _sample_tenant(self) -> Tenant:
@@ -669,6 +701,11 @@ class Emulator:
         if verb in ("approve_device", "decline_device", "expire_device", "slow_down_device"):
             getattr(self, verb)(**params)
             return None
+        if self._resources is not None:
+            for service in self._resources.services:
+                verbs = service.admin_verbs()
+                if verb in verbs:
+                    return verbs[verb](**params)
         raise KeyError(f"unknown admin verb {verb!r}")
 
     def http_client(self) -> IdentityHttpClient:
