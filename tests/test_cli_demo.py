@@ -99,10 +99,14 @@ def test_emulator_runs_until_a_signal(sig):
         )
         assert resp.status_code == 200
         assert info["sample"]["client_secret"] == env["PPAUTH_CLIENT_SECRET"]
+        # a throwaway token cache: following the exports never fills the real one
+        assert os.path.isdir(env["PPAUTH_CACHE_DIR"])
+        assert "ppauth-emulator-cache-" in env["PPAUTH_CACHE_DIR"]
         proc.send_signal(sig)
         assert proc.wait(timeout=20) == 0
         assert "emulator stopped" in proc.stderr.read()
         assert not os.path.exists(info["ca_bundle"])  # cleaned up on the way out
+        assert not os.path.exists(env["PPAUTH_CACHE_DIR"])
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -2,7 +2,9 @@
 
 Prints its URLs, the CA bundle to trust and the sample credentials (made up by the
 emulator, so printing them is the point), plus the variables that point ``ppauth`` at
-it; stops on Ctrl-C or SIGTERM.
+it, a throwaway ``PPAUTH_CACHE_DIR`` among them (removed when the emulator stops), so
+following them never puts the emulator's tokens into your real cache; stops on
+Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import shlex
 import signal
 import sys
+import tempfile
 import threading
 from types import FrameType
 from typing import Any
@@ -37,8 +40,9 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def environment(info: dict[str, Any]) -> dict[str, str]:
-    """``PPAUTH_*`` variables for the emulator's sample confidential app."""
+def environment(info: dict[str, Any], cache_dir: str) -> dict[str, str]:
+    """``PPAUTH_*`` variables for the emulator's sample confidential app, with a token
+    cache of its own (``cache_dir``)."""
     sample = info["sample"] or {}
     return {
         "PPAUTH_TENANT_ID": sample.get("tenant_id", ""),
@@ -46,6 +50,7 @@ def environment(info: dict[str, Any]) -> dict[str, str]:
         "PPAUTH_CLIENT_SECRET": sample.get("client_secret", ""),
         "PPAUTH_AUTHORITY_HOST": info["authority_host"],
         "PPAUTH_CA_BUNDLE": info["ca_bundle"],
+        "PPAUTH_CACHE_DIR": cache_dir,
     }
 
 
@@ -60,9 +65,12 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with Emulator(token_lifetime=args.token_lifetime) as emu:
+        with (
+            Emulator(token_lifetime=args.token_lifetime) as emu,
+            tempfile.TemporaryDirectory(prefix="ppauth-emulator-cache-") as cache_dir,
+        ):
             info = emu.info()
-            env = environment(info)
+            env = environment(info, cache_dir)
             if args.json:
                 sys.stdout.write(json.dumps({**info, "environment": env}) + "\n")
             else:
