@@ -152,7 +152,7 @@ def test_device_code_waits_for_the_person_then_a_fresh_object_reuses_the_sign_in
     emu.reset_counts()
     later = PowerPlatformAuth(credential=device(emu), scope=PP_SCOPE, verify=emu.ca_bundle)
     token = later.provider.get(PP_SCOPE)
-    assert claims(token.token)["upn"] == emu.sample.username
+    assert claims(token.token)["preferred_username"] == emu.sample.username  # v2.0 token
     assert [g.grant_type for g in emu.requests("token")] == ["refresh_token"]
     assert emu.count("devicecode") == 0
 

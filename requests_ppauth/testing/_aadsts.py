@@ -90,6 +90,14 @@ ERRORS: dict[int, tuple[str, int, str]] = {
         400,
         "The request body must contain the following parameter: '{parameter}'.",
     ),
+    500011: (
+        "invalid_resource",
+        400,
+        "The resource principal named {resource} was not found in the tenant named "
+        "{tenant}. This can happen if the application has not been installed by the "
+        "administrator of the tenant or consented to by any user in the tenant. You might "
+        "have sent your authentication request to the wrong tenant.",
+    ),
     700016: (
         "unauthorized_client",
         400,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as _dt
 import json
 import secrets
 import time
@@ -19,13 +20,22 @@ from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from requests_ppauth.testing import _jwt
 from requests_ppauth.testing._aadsts import EntraError
 from requests_ppauth.testing._certs import ClientCertificate
 from requests_ppauth.testing._device import DeviceFlows
-from requests_ppauth.testing._state import App, Directory, Tenant, User
+from requests_ppauth.testing._state import (
+    App,
+    ClaimsChallenge,
+    Directory,
+    ResourceApp,
+    Tenant,
+    User,
+)
 from requests_ppauth.testing._wire import Request, Response
 
 RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
@@ -33,6 +43,74 @@ GRAPH_RESOURCE = "00000003-0000-0000-c000-000000000000"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 CLOCK_SKEW = 300  # Entra ID tolerates five minutes of clock skew on assertions
+#: ``appidacr``/``azpacr``: how the client authenticated (0 public, 1 secret, 2 certificate)
+CLIENT_ACR = {"secret": "1", "assertion": "2", "federated": "2"}
+_SIGNING_CERTS: dict[int, bytes] = {}
+
+
+def signing_certificate(key: rsa.RSAPrivateKey) -> bytes:
+    """A self-signed certificate (DER) for the token signing key, as JWKS ``x5c`` carries.
+
+    Entra ID's signing certificates are self-signed too, subject
+    ``CN=accounts.accesscontrol.windows.net``; the ``kid`` is their SHA-1 thumbprint.
+    """
+    numbers = key.public_key().public_numbers().n
+    if numbers not in _SIGNING_CERTS:
+        name = x509.Name(
+            [x509.NameAttribute(NameOID.COMMON_NAME, "accounts.accesscontrol.windows.net")]
+        )
+        start = _dt.datetime.now(_dt.UTC) - _dt.timedelta(days=1)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(start + _dt.timedelta(days=365))
+            .sign(key, hashes.SHA256())
+        )
+        _SIGNING_CERTS[numbers] = cert.public_bytes(serialization.Encoding.DER)
+    return _SIGNING_CERTS[numbers]
+
+
+def parse_claims_request(raw: str | None) -> dict[str, Any]:
+    """The ``claims`` form parameter (a JSON claims request), ``{}`` when absent.
+
+    msal sends it for a claims challenge (``claims_challenge=``) merged with the
+    client's capabilities (``{"access_token": {"xms_cc": {"values": ["CP1"]}}}``).
+    """
+    if not raw:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return {}  # the emulator ignores a malformed claims request
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def answers(claims_request: dict[str, Any], challenge: ClaimsChallenge) -> bool:
+    """Whether a claims request carries what ``challenge`` asked for (``nbf`` essential)."""
+    access = claims_request.get("access_token")
+    nbf = access.get("nbf") if isinstance(access, dict) else None
+    if not isinstance(nbf, dict) or not nbf.get("essential"):
+        return False
+    try:
+        return int(str(nbf.get("value"))) >= challenge.not_before
+    except ValueError:
+        return False
+
+
+def client_capabilities(claims_request: dict[str, Any]) -> list[str]:
+    """``xms_cc`` values of a claims request (``CP1``: the client handles claims challenges)."""
+    access = claims_request.get("access_token")
+    xms_cc = access.get("xms_cc") if isinstance(access, dict) else None
+    values = xms_cc.get("values") if isinstance(xms_cc, dict) else None
+    return [str(v) for v in values] if isinstance(values, list) else []
+
+
+def _opaque(size: int) -> str:
+    return base64.b64encode(secrets.token_bytes(size)).decode("ascii")
 
 
 @dataclass
@@ -88,7 +166,9 @@ class Identity:
     ) -> None:
         self.directory = directory
         self.key = key
-        self.kid = kid
+        del kid  # Entra's kid is the signing certificate's thumbprint, not the key's
+        self.cert_der = signing_certificate(key)
+        self.kid = _jwt.thumbprint(self.cert_der)
         self.policy = policy
         self.devices = DeviceFlows()
         # the "external identity provider" (Kubernetes, GitHub Actions) whose tokens apps
@@ -106,7 +186,7 @@ class Identity:
             return self.discovery(req, parts[0] if len(parts) == 4 else "common")
         if req.method == "GET" and len(parts) >= 2 and parts[-1] == "keys":
             req.endpoint = "jwks"
-            return Response.json(200, {"keys": [_jwt.jwk(self.key.public_key(), self.kid)]})
+            return self.jwks(req, parts)
         if req.method == "GET" and len(parts) == 3 and parts[:2] == ["common", "userrealm"]:
             req.endpoint = "userrealm"
             return self.userrealm(req, unquote(parts[2]))
@@ -128,6 +208,15 @@ class Identity:
         return Response.json(status, body)
 
     # -- discovery -----------------------------------------------------------
+    def jwks(self, req: Request, parts: list[str]) -> Response:
+        """``/{tenant}/discovery/v2.0/keys``: the signing key with its certificate."""
+        tenant = self.directory.tenant(parts[0]) if len(parts) > 1 else None
+        issuer = None
+        if "v2.0" in parts:
+            issuer = f"{req.origin}/{tenant.id if tenant else '{tenantid}'}/v2.0"
+        key = _jwt.jwk(self.key.public_key(), self.kid, self.cert_der, issuer)
+        return Response.json(200, {"keys": [key]})
+
     def discovery(self, req: Request, tenant_ref: str) -> Response:
         """``/{tenant}/v2.0/.well-known/openid-configuration``."""
         if tenant_ref in ("common", "organizations", "consumers"):
@@ -506,6 +595,13 @@ class Identity:
             body["refresh_in"] = self.policy.refresh_in
         return body
 
+    def resource_app(self, resource: str, tenant: Tenant) -> ResourceApp:
+        """The resource a token is asked for, or AADSTS500011 when the tenant lacks it."""
+        found = self.directory.resource(resource)
+        if found is None:
+            raise EntraError(500011, resource=resource, tenant=tenant.id)
+        return found
+
     def access_token(
         self,
         req: Request,
@@ -516,41 +612,96 @@ class Identity:
         user: User | None,
         perms: list[str],
     ) -> tuple[str, dict[str, Any]]:
-        """Mint a signed access token for ``resource``; app-only when ``user`` is None."""
-        now = int(time.time())
+        """Mint a signed access token for ``resource``; app-only when ``user`` is None.
+
+        The token's version follows the resource (v1.0 or v2.0, see
+        docs/emulator-tokens.md); the ``claims`` request parameter answers a pending
+        claims challenge and carries the client's capabilities into ``xms_cc``.
+        """
+        target = self.resource_app(resource, tenant)
+        acr = "0" if app.public_client else CLIENT_ACR.get(req.notes.get("client_auth", ""), "0")
+        claims = self._base_claims(req.origin, tenant, app.client_id, resource, target.version, acr)
         lifetime = app.token_lifetime or self.policy.lifetime
-        claims: dict[str, Any] = {
-            "aud": resource,
-            "iss": f"{req.origin}/{tenant.id}/v2.0",
-            "iat": now,
-            "nbf": now,
-            "exp": now + lifetime,
-            "tid": tenant.id,
-            "appid": app.client_id,
-            "azp": app.client_id,
-            "ver": "2.0",
-            "uti": uuid.uuid4().hex,
-        }
+        claims["exp"] = claims["iat"] + lifetime
         if user is None:
-            claims.update(oid=app_oid(app), sub=app_oid(app), idtyp="app")
+            claims.update(idtyp="app", oid=app_oid(app), sub=app_oid(app))
             if app.roles:
                 claims["roles"] = list(app.roles)
         else:
             scp = ["user_impersonation" if p == ".default" else p for p in perms]
-            claims.update(
-                oid=user.oid,
-                sub=user.oid,
-                idtyp="user",
-                upn=user.username,
-                preferred_username=user.username,
-                scp=" ".join(scp),
-            )
+            name = user.display_name or user.username
+            claims.update(idtyp="user", name=name, oid=user.oid, sub=user.oid, scp=" ".join(scp))
+            if target.version == 1:
+                claims.update(
+                    acr="1",
+                    amr=["pwd", "mfa"] if user.mfa_required else ["pwd"],
+                    unique_name=user.username,
+                    upn=user.username,
+                )
+            else:
+                claims["preferred_username"] = user.username
             if user.admin:
                 claims["wids"] = ["62e90394-69f5-4237-9190-012177145e10"]  # Global Administrator
         req.notes["issued_uti"] = claims["uti"]
+        return self.sign(claims, parse_claims_request(req.form.get("claims")))
+
+    def _base_claims(
+        self, origin: str, tenant: Tenant, client_id: str, aud: str, version: int, acr: str
+    ) -> dict[str, Any]:
+        now = int(time.time())
+        claims: dict[str, Any] = {"aud": aud, "iat": now, "nbf": now, "exp": now + 3600}
+        sts = f"https://sts.windows.net/{tenant.id}/"
+        if version == 1:
+            claims.update(iss=sts, aio=_opaque(60), appid=client_id, appidacr=acr, idp=sts)
+        else:
+            claims.update(
+                iss=f"{origin}/{tenant.id}/v2.0", aio=_opaque(60), azp=client_id, azpacr=acr
+            )
+        claims.update(
+            rh=f"0.A{_jwt.b64url_encode(secrets.token_bytes(48))}.",
+            tid=tenant.id,
+            uti=_jwt.b64url_encode(secrets.token_bytes(16)),
+            ver=f"{version}.0",
+        )
+        return claims
+
+    def sign(
+        self, claims: dict[str, Any], claims_request: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """Record, answer claims challenges for, and sign a finished set of claims."""
+        capabilities = client_capabilities(claims_request)
+        if capabilities:
+            claims["xms_cc"] = capabilities
+        uti, oid = str(claims["uti"]), str(claims["oid"])
         with self.directory.lock:
-            self.directory.issued_uti.append(claims["uti"])
-        return _jwt.encode(claims, self.key, {"kid": self.kid, "x5t": self.kid}), claims
+            self.directory.issued_uti.append(uti)
+            self.directory.issued_oid[uti] = oid
+            challenge = self.directory.challenges.get(oid)
+            if challenge is not None and not challenge.answered:
+                if answers(claims_request, challenge):
+                    challenge.answered = True
+                else:
+                    challenge.unanswered_uti.add(uti)
+        header: dict[str, Any] = {"kid": self.kid}
+        if claims.get("ver") == "1.0":
+            header["x5t"] = self.kid  # legacy, v1.0 tokens only
+        return _jwt.encode(claims, self.key, header), claims
+
+    def managed_token(
+        self,
+        origin: str,
+        tenant: Tenant,
+        client_id: str,
+        object_id: str,
+        resource_id: str,
+        resource: str,
+    ) -> tuple[str, dict[str, Any]]:
+        """A managed identity's token: an app-only token of its service principal."""
+        target = self.resource_app(resource, tenant)
+        claims = self._base_claims(origin, tenant, client_id, resource, target.version, "2")
+        claims["exp"] = claims["iat"] + self.policy.lifetime
+        claims.update(idtyp="app", oid=object_id, sub=object_id, xms_mirid=resource_id)
+        return self.sign(claims, {})
 
 
 def app_oid(app: App) -> str:

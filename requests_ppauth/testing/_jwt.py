@@ -7,6 +7,7 @@ emulator does not lean on PyJWT, which msal only pulls in transitively.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from typing import Any
 
@@ -87,14 +88,24 @@ def verify(token: str, key: rsa.RSAPublicKey) -> dict[str, Any]:
     return claims
 
 
-def jwk(key: rsa.RSAPublicKey, kid: str) -> dict[str, Any]:
-    """The public half of ``key`` as a JWKS entry."""
+def jwk(
+    key: rsa.RSAPublicKey,
+    kid: str,
+    cert_der: bytes | None = None,
+    issuer: str | None = None,
+) -> dict[str, Any]:
+    """The public half of ``key`` as a JWKS entry.
+
+    With ``cert_der`` the entry carries the signing certificate (``x5c``, standard
+    base64 DER) and its SHA-1 thumbprint (``x5t``), as Entra ID's keys do; ``issuer``
+    is the ``issuer`` member Entra's v2.0 key sets add.
+    """
     numbers = key.public_numbers()
 
     def _int(value: int) -> str:
         return b64url_encode(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
-    return {
+    entry: dict[str, Any] = {
         "kty": "RSA",
         "use": "sig",
         "kid": kid,
@@ -102,3 +113,14 @@ def jwk(key: rsa.RSAPublicKey, kid: str) -> dict[str, Any]:
         "n": _int(numbers.n),
         "e": _int(numbers.e),
     }
+    if cert_der is not None:
+        entry["x5t"] = thumbprint(cert_der)
+        entry["x5c"] = [base64.b64encode(cert_der).decode("ascii")]
+    if issuer is not None:
+        entry["issuer"] = issuer
+    return entry
+
+
+def thumbprint(cert_der: bytes) -> str:
+    """``x5t``: the base64url SHA-1 of a certificate's DER (Entra's ``kid`` too)."""
+    return b64url_encode(hashlib.sha1(cert_der).digest())  # noqa: S324 - a thumbprint

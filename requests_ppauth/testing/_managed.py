@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from requests_ppauth.testing._aadsts import EntraError
 from requests_ppauth.testing._wire import Request, Response
 
 
@@ -113,7 +114,20 @@ def _token(
         return Response.json(
             400, {"error": "invalid_request", "error_description": "Identity not found"}
         )
-    token, claims = mint(identity, resource)
+    try:
+        token, claims = mint(identity, resource)
+    except EntraError as exc:  # a resource the tenant does not know: AADSTS500011
+        req.notes["aadsts"] = exc.code
+        status, entra = exc.body(
+            req.headers.get("x-ms-client-request-id"), "https://login.microsoftonline.com"
+        )
+        if app_service:
+            return Response.json(
+                status, {"statusCode": status, "message": entra["error_description"]}
+            )
+        return Response.json(
+            status, {"error": entra["error"], "error_description": entra["error_description"]}
+        )
     req.notes["client_id"] = identity.client_id
     body: dict[str, Any] = {
         "access_token": token,

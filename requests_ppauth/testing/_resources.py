@@ -11,6 +11,7 @@ with a ``WWW-Authenticate`` challenge otherwise.
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from collections.abc import Iterable
@@ -34,6 +35,17 @@ class TokenRejectedError(Exception):
     """Why a bearer token was refused; the text goes into the challenge."""
 
 
+class ClaimsChallengeError(TokenRejectedError):
+    """A continuous access evaluation event: the 401 carries a claims challenge.
+
+    ``claims`` is the claims request JSON (``emu.revoke(..., claims_challenge=True)``).
+    """
+
+    def __init__(self, message: str, claims: str) -> None:
+        super().__init__(message)
+        self.claims = claims
+
+
 class Resources:
     """Handlers for the Power Platform, Key Vault and foreign listeners."""
 
@@ -51,7 +63,7 @@ class Resources:
         self.default_tenant = default_tenant
         self.environments = [
             {
-                "id": f"{BAP_PREFIX}/environments/Default-{i:04d}",
+                "id": f"{BAP_PREFIX}/environments/env-{i:04d}",
                 "name": f"env-{i:04d}",
                 "type": "Microsoft.BusinessAppPlatform/environments",
                 "location": "unitedstates",
@@ -83,26 +95,55 @@ class Resources:
             claims = _jwt.verify(token, self.key)
         except _jwt.JWTError as exc:
             raise TokenRejectedError(f"The access token is invalid: {exc}.") from None
-        allowed = {a.rstrip("/") for a in audiences}
-        if str(claims.get("aud", "")).rstrip("/") not in allowed and claims.get("aud") not in set(
-            audiences
-        ):
+        # a resource takes its identifier URI or, as v2.0 tokens carry it, its app id
+        allowed: set[str] = set()
+        for audience in audiences:
+            allowed.add(audience.rstrip("/").lower())
+            known = self.directory.resource(audience)
+            if known is not None:
+                allowed.add(known.app_id.lower())
+        if str(claims.get("aud", "")).rstrip("/").lower() not in allowed:
             raise TokenRejectedError("The access token has an invalid audience.")
         now = time.time()
         if float(claims.get("exp", 0)) <= now:
             raise TokenRejectedError("The access token has expired.")
         if float(claims.get("nbf", 0)) > now + 1:
             raise TokenRejectedError("The access token is not yet valid.")
+        uti = claims.get("uti")
         with self.directory.lock:
-            revoked = claims.get("uti") in self.directory.revoked_uti
+            revoked = uti in self.directory.revoked_uti
+            challenge = self.directory.challenges.get(str(claims.get("oid")))
+            challenged = challenge is not None and (
+                uti in challenge.stale_uti or uti in challenge.unanswered_uti
+            )
         if revoked:
             raise TokenRejectedError("The access token has been revoked.")
-        req.notes["client_id"] = claims.get("appid")
+        if challenged:
+            assert challenge is not None
+            raise ClaimsChallengeError(
+                "Continuous access evaluation resulted in challenge with result: "
+                "InteractionRequired and code: TokenIssuedBeforeRevocationTimestamp",
+                challenge.claims,
+            )
+        req.notes["client_id"] = claims.get("appid") or claims.get("azp")
         return claims
 
     def _challenge(self, exc: TokenRejectedError) -> Response:
+        authorize = f"{self.authority_origin}/common/oauth2/authorize"
+        if isinstance(exc, ClaimsChallengeError):
+            # the claims challenge header Microsoft documents for CAE-enabled resources
+            claims = base64.b64encode(exc.claims.encode()).decode("ascii")
+            header = (
+                f'Bearer realm="", authorization_uri="{authorize}", '
+                f'error="insufficient_claims", claims="{claims}"'
+            )
+            return Response.json(
+                401,
+                {"error": {"code": "InvalidAuthenticationToken", "message": str(exc)}},
+                [("WWW-Authenticate", header)],
+            )
         header = (
-            f'Bearer authorization_uri="{self.authority_origin}/common/oauth2/authorize", '
+            f'Bearer authorization_uri="{authorize}", '
             f'error="invalid_token", error_description="{exc}"'
         )
         return Response.json(

@@ -30,18 +30,25 @@ class TLSListener(ThreadingHTTPServer):
     block_on_close = False
 
     def __init__(
-        self, host: str, role: str, context: ssl.SSLContext | None, dispatch: Dispatch
+        self,
+        host: str,
+        role: str,
+        context: ssl.SSLContext | None,
+        dispatch: Dispatch,
+        port: int = 0,
     ) -> None:
         self.role = role
         self.context = context
         self.dispatch = dispatch
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
-        super().__init__((host, 0), _Handler)
+        # a fixed port (443 for msal's port-dropping user realm lookup) must be free:
+        # SO_REUSEADDR only lets a port in TIME_WAIT be reused, never a listening one
+        super().__init__((host, port), _Handler)
 
     @property
     def port(self) -> int:
-        """The port the OS gave us."""
+        """The port bound (the OS's pick unless one was asked for)."""
         return int(self.server_address[1])
 
     def finish_request(self, request: Any, client_address: Any) -> None:

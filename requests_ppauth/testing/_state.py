@@ -7,6 +7,7 @@ client that uses it a microsecond later always agree.
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
@@ -79,6 +80,90 @@ class User:
     display_name: str = ""
 
 
+@dataclass(frozen=True)
+class ResourceApp:
+    """A resource (an API's service principal) the directory issues tokens for.
+
+    ``version`` is the access token version the resource accepts, its app
+    registration's ``accessTokenAcceptedVersion`` (``None`` or 1: v1.0 tokens, 2:
+    v2.0); ``app_id`` is the resource app's id (it works as the resource in a scope).
+    """
+
+    uri: str
+    version: int
+    app_id: str
+    name: str = ""
+
+
+#: First-party resources every emulated tenant knows, with the token version each
+#: accepts (see docs/emulator-tokens.md for the sources). Dataverse organisations are
+#: matched by :data:`DATAVERSE_ORG` rather than listed.
+KNOWN_RESOURCES: tuple[ResourceApp, ...] = (
+    ResourceApp(
+        "https://service.powerapps.com/", 1, "475226c6-020e-4fb2-8a90-7a972cbfc1d4", "PowerApps"
+    ),
+    ResourceApp(
+        "https://service.flow.microsoft.com/",
+        1,
+        "7df0a125-d3be-4c96-aa54-591f83ff541c",
+        "Microsoft Flow Service",
+    ),
+    ResourceApp(
+        "https://api.powerplatform.com",
+        2,
+        "8578e004-a5c6-46e7-913e-12f58912df43",
+        "Power Platform API",
+    ),
+    ResourceApp("https://vault.azure.net", 1, "cfa8b339-82a2-471a-a3c9-0fc0be7a4093", "Key Vault"),
+    ResourceApp(
+        "https://management.core.windows.net/",
+        1,
+        "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+        "Windows Azure Service Management API",
+    ),
+    ResourceApp(
+        "https://management.azure.com/",
+        1,
+        "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+        "Windows Azure Service Management API",
+    ),
+    ResourceApp(
+        "https://graph.microsoft.com", 1, "00000003-0000-0000-c000-000000000000", "Microsoft Graph"
+    ),
+)
+DATAVERSE_APP_ID = "00000007-0000-0000-c000-000000000000"  # Dynamics CRM
+DATAVERSE_ORG = re.compile(r"^https://[a-z0-9][a-z0-9-]*\.crm\d*\.dynamics\.com$")
+
+
+def resource_key(uri: str) -> str:
+    """How resources compare: case-insensitive, trailing slashes ignored."""
+    return uri.strip().rstrip("/").lower()
+
+
+@dataclass
+class ClaimsChallenge:
+    """A continuous access evaluation event for one principal (``oid``).
+
+    Tokens issued before the event (``stale_uti``) and tokens issued afterwards from
+    a request that did not carry the challenge's claims (``unanswered_uti``) get the
+    claims challenge; tokens issued with the claims pass, and so does every token
+    issued once the challenge has been answered.
+    """
+
+    oid: str
+    not_before: int
+    stale_uti: set[str] = field(default_factory=set)
+    unanswered_uti: set[str] = field(default_factory=set)
+    answered: bool = False
+
+    @property
+    def claims(self) -> str:
+        """The claims request JSON resources put (base64) in their challenge."""
+        # laid out as Microsoft's CAE documentation shows it (the space included)
+        value = str(self.not_before)
+        return '{"access_token":{"nbf":{"essential":true, "value":"' + value + '"}}}'
+
+
 @dataclass
 class RefreshGrant:
     """What a refresh token stands for."""
@@ -140,6 +225,9 @@ class Directory:
         self.vault_denied: set[str] = set()
         self.revoked_uti: set[str] = set()
         self.issued_uti: list[str] = []
+        self.issued_oid: dict[str, str] = {}  # uti -> the principal's object id
+        self.resources: dict[str, ResourceApp] = {resource_key(r.uri): r for r in KNOWN_RESOURCES}
+        self.challenges: dict[str, ClaimsChallenge] = {}
         self.counts: Counter[str] = Counter()
         self.log: list[RequestRecord] = []
 
@@ -174,7 +262,29 @@ class Directory:
                     return user
         return None
 
+    def resource(self, uri: str) -> ResourceApp | None:
+        """The resource ``uri`` names (its identifier URI or app id), if the tenant knows it."""
+        key = resource_key(uri)
+        with self.lock:
+            found = self.resources.get(key)
+            if found is None:
+                found = next((r for r in self.resources.values() if r.app_id == key), None)
+        if found is None and DATAVERSE_ORG.match(key):
+            found = ResourceApp(uri, 1, DATAVERSE_APP_ID, "Dataverse")
+        return found
+
     # -- mutations -----------------------------------------------------------
+    def add_resource(self, uri: str, version: int = 1, app_id: str | None = None) -> ResourceApp:
+        """Make ``uri`` a resource the tenant knows, accepting v1.0 or v2.0 tokens."""
+        if version not in (1, 2):
+            raise ValueError("version must be 1 or 2")
+        resource = ResourceApp(
+            uri, version, (app_id or str(uuid.uuid5(uuid.NAMESPACE_URL, uri))).lower()
+        )
+        with self.lock:
+            self.resources[resource_key(uri)] = resource
+        return resource
+
     def add_tenant(self, domain: str, tenant_id: str | None = None) -> Tenant:
         """Register a tenant; its id and domain must both be new."""
         tenant = Tenant(id=tenant_id or str(uuid.uuid4()), domain=domain)

@@ -48,8 +48,10 @@ from requests_ppauth.testing._resources import Resources
 from requests_ppauth.testing._server import TLSListener, server_context
 from requests_ppauth.testing._state import (
     App,
+    ClaimsChallenge,
     Directory,
     RequestRecord,
+    ResourceApp,
     Secret,
     Tenant,
     User,
@@ -112,8 +114,13 @@ class Emulator:
         refresh_in: int | None = None,
         sample: bool = True,
         host: str = "127.0.0.1",
+        identity_port: int = 0,
     ) -> None:
+        """``identity_port=443`` serves Entra ID on the default https port, so URLs msal
+        builds without the authority's port (the ROPC user realm lookup) reach it; the
+        other listeners always take free ports."""
         self.host = host
+        self.identity_port = identity_port
         self.directory = Directory()
         self.faults = FaultPlan()
         self.policy = TokenPolicy(lifetime=token_lifetime, refresh_in=refresh_in)
@@ -147,10 +154,26 @@ class Emulator:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
         context = server_context(paths["server.pem"], paths["server.key"])
-        for role in ROLES:
-            self._listeners[role] = TLSListener(
-                self.host, role, None if role == "msi" else context, self._dispatch
-            )
+        try:
+            for role in ROLES:
+                self._listeners[role] = TLSListener(
+                    self.host,
+                    role,
+                    None if role == "msi" else context,
+                    self._dispatch,
+                    self.identity_port if role == "identity" else 0,
+                )
+        except OSError:
+            for listener in self._listeners.values():
+                listener.server_close()
+            self._listeners.clear()
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+            raise
+        # the emulator's own api listener is a Dataverse organisation, its vault a Key Vault
+        for role in ("api", "vault"):
+            for hostname in ("127.0.0.1", "localhost"):
+                self.directory.add_resource(self._origin(role, hostname), 1)
         tenant = self._sample_tenant()
         self._identity.federation_issuer = f"{self.authority_host}/federation"
         if not self.managed.identities:
@@ -209,7 +232,8 @@ class Emulator:
     def _origin(self, role: str, hostname: str = "127.0.0.1") -> str:
         if role not in self._listeners:
             raise RuntimeError("the emulator is not running: use 'with Emulator() as emu:'")
-        return f"https://{hostname}:{self._listeners[role].port}"
+        port = self._listeners[role].port
+        return f"https://{hostname}" if port == 443 else f"https://{hostname}:{port}"
 
     @property
     def authority_host(self) -> str:
@@ -400,13 +424,41 @@ class Emulator:
             self.directory.vault_denied.add(principal.lower())
 
     # -- tokens ------------------------------------------------------------------
-    def revoke(self, token: str | None = None) -> None:
-        """Make resources reject ``token`` (or every token issued so far) with a 401."""
+    def add_resource(self, uri: str, version: int = 1, app_id: str | None = None) -> ResourceApp:
+        """Make ``uri`` a resource the tenants know (others answer AADSTS500011).
+
+        ``version`` is the access token version it accepts: 1 (``appid``,
+        ``https://sts.windows.net/{tid}/``) or 2 (``azp``, ``{authority}/{tid}/v2.0``).
+        """
+        return self.directory.add_resource(uri, version, app_id)
+
+    def revoke(self, token: str | None = None, *, claims_challenge: bool = False) -> int | None:
+        """Make resources reject ``token`` (or every token issued so far) with a 401.
+
+        ``claims_challenge=True`` plays a continuous access evaluation event for the
+        token's principal (every principal given no token): resources answer its tokens
+        with ``error="insufficient_claims"`` and a ``claims`` request, and only a token
+        requested with those claims (msal's ``claims_challenge=``) passes, then any
+        later one. Returns the event's time (the claims' ``nbf`` value).
+        """
         with self.directory.lock:
+            if not claims_challenge:
+                if token is not None:
+                    self.directory.revoked_uti.add(str(unverified(token)[1].get("uti")))
+                else:
+                    self.directory.revoked_uti.update(self.directory.issued_uti)
+                return None
+            issued = self.directory.issued_oid
             if token is not None:
-                self.directory.revoked_uti.add(str(unverified(token)[1].get("uti")))
+                oids = {str(unverified(token)[1].get("oid"))}
             else:
-                self.directory.revoked_uti.update(self.directory.issued_uti)
+                oids = set(issued.values())
+            now = int(time.time())
+            for oid in oids:
+                self.directory.challenges[oid] = ClaimsChallenge(
+                    oid, now, stale_uti={u for u, o in issued.items() if o == oid}
+                )
+            return now
 
     # -- device code flow ----------------------------------------------------------
     @property
@@ -484,28 +536,14 @@ class Emulator:
         raise ValueError(f"unknown managed identity kind {kind!r}: imds or appservice")
 
     def _mint_managed(self, identity: ManagedIdentity, resource: str) -> tuple[str, dict[str, Any]]:
-        now = int(time.time())
-        tenant = self._sample_tenant()
-        claims: dict[str, Any] = {
-            "aud": resource,
-            "iss": f"{self.authority_host}/{tenant.id}/v2.0",
-            "iat": now,
-            "nbf": now,
-            "exp": now + self.policy.lifetime,
-            "tid": tenant.id,
-            "appid": identity.client_id,
-            "azp": identity.client_id,
-            "oid": identity.object_id,
-            "sub": identity.object_id,
-            "idtyp": "app",
-            "xms_mirid": identity.resource_id,
-            "ver": "2.0",
-            "uti": uuid.uuid4().hex,
-        }
-        with self.directory.lock:
-            self.directory.issued_uti.append(claims["uti"])
-        token = _jwt_encode(claims, self._key, {"kid": self._identity.kid})
-        return token, claims
+        return self._identity.managed_token(
+            self.authority_host,
+            self._sample_tenant(),
+            identity.client_id,
+            identity.object_id,
+            identity.resource_id,
+            resource,
+        )
 
     # -- workload identity federation ---------------------------------------------------
     @property
@@ -688,6 +726,8 @@ class Emulator:
             return self.set_secret(**params)
         if verb == "revoke":
             return self.revoke(**params)
+        if verb == "add_resource":
+            return dataclasses.asdict(self.add_resource(**params))
         if verb == "policy":
             for key, value in params.items():
                 if key not in ("lifetime", "refresh_in"):

@@ -343,7 +343,7 @@ def test_subject_name_issuer_auth_accepts_x5c_leaf_of_trusted_ca(emu):
     assert [base64.b64decode(c) for c in header["x5c"]] == [material["leaf_der"]]
     (rec,) = emu.requests("token")
     assert (rec.status, rec.extra["client_auth"]) == (200, "assertion")
-    assert jwt_claims(result["access_token"])["appid"] == client_id
+    assert jwt_claims(result["access_token"])["azp"] == client_id  # a v2.0 token
 
 
 @pytest.mark.parametrize("case", ["self-signed-same-subject", "trusted-ca-other-subject", "no-x5c"])
@@ -466,9 +466,11 @@ def test_app_token_claims(emu, scope, aud):
     after = int(time.time())
 
     claims = jwt_claims(result["access_token"])
+    v1 = aud != PP_AUD  # Power Apps and Dataverse take v1.0 tokens, the PP API v2.0
+    assert claims["ver"] == ("1.0" if v1 else "2.0")
     assert claims["aud"] == aud
     assert claims["tid"] == emu.sample.tenant_id
-    assert claims["appid"] == claims["azp"] == app.client_id
+    assert claims["appid" if v1 else "azp"] == app.client_id
     assert claims["roles"] == ["Environments.Read", "Admin.All"]
     assert "scp" not in claims
     assert claims["idtyp"] == "app"
@@ -476,7 +478,8 @@ def test_app_token_claims(emu, scope, aud):
     assert claims["oid"] == claims["sub"] != app.client_id
     assert before <= claims["iat"] == claims["nbf"] <= after
     assert claims["exp"] - claims["iat"] == result["expires_in"] == 3600
-    assert claims["iss"] == discovery(emu)["issuer"]
+    v1_issuer = f"https://sts.windows.net/{emu.sample.tenant_id}/"
+    assert claims["iss"] == (v1_issuer if v1 else discovery(emu)["issuer"])
     assert result["scope"] == scope  # the requested scope is echoed
 
 
@@ -505,12 +508,14 @@ def test_user_token_claims(emu, scope, aud, scp):
     result = ok(ropc(public(emu), user.username, "erin-pw-1", [scope]))
 
     claims = jwt_claims(result["access_token"])
+    v1 = aud != PP_AUD  # Power Apps takes v1.0 tokens, the PP API v2.0
+    assert claims["ver"] == ("1.0" if v1 else "2.0")
     assert claims["aud"] == aud
     assert claims["scp"] == scp
     assert claims["tid"] == emu.sample.tenant_id
     assert claims["oid"] == claims["sub"] == user.oid
-    assert claims["appid"] == emu.sample.public_client_id
-    assert claims["upn"] == claims["preferred_username"] == user.username
+    assert claims["appid" if v1 else "azp"] == emu.sample.public_client_id
+    assert claims["upn" if v1 else "preferred_username"] == user.username
     assert claims["idtyp"] == "user"
     assert "roles" not in claims
     assert "wids" not in claims

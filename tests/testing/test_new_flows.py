@@ -55,7 +55,8 @@ def test_device_flow_pending_then_approved(ppauth_emulator):
     threading.Thread(target=approve).start()
     result = app.acquire_token_by_device_flow(flow)
     assert "access_token" in result, result
-    assert unverified(result["access_token"])[1]["upn"] == emu.sample.username
+    # a v2.0 token (the Power Platform API): the user is preferred_username, not upn
+    assert unverified(result["access_token"])[1]["preferred_username"] == emu.sample.username
     grants = [r for r in emu.requests("token")]
     assert grants[0].extra["aadsts"] == 70016  # authorization_pending first
     assert grants[-1].status == 200
