@@ -31,7 +31,7 @@ from requests_ppauth.cli.progress import Progress
 
 PROFILE = "demo"
 SCOPE = "https://api.powerplatform.com/.default"
-PATH = "/powerplatform/environmentmanagement/environments?api-version=2022-03-01-preview"
+PATH = "/environmentmanagement/environments?api-version=2024-10-01"
 READY_TIMEOUT = 60.0
 OVERHEAD_CALLS = 5000
 OVERHEAD_REPEATS = 7

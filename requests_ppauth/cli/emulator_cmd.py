@@ -97,7 +97,8 @@ def _print(info: dict[str, Any], env: dict[str, str]) -> None:
     out.write("\npoint ppauth at it (another terminal):\n")
     out.write("  export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + "\n")
     out.write(
-        f"  ppauth request GET {api}/powerplatform/environmentmanagement/environments --all "
+        f"  ppauth request GET '{api}/environmentmanagement/environments?api-version=2024-10-01'"
+        " --all "
         f"--host-scope {netloc(api)}={PP_SCOPE}\n"
     )
     out.write("\nCtrl-C to stop.\n")
