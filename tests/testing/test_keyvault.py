@@ -72,14 +72,21 @@ def test_a_specific_older_version(emu, client):
     assert record.path == f"/secrets/api-key/{old}"
 
 
-def test_latest_skips_a_disabled_version(emu, client):
+def test_a_disabled_current_version_is_forbidden_not_skipped(emu, client):
+    """Key Vault's current version is the newest; disabling it does not fall back."""
     enabled = emu.set_secret("rotating", "good")
     emu.set_secret("rotating", "disabled", enabled=False)
 
-    secret = client.get_secret("rotating")
+    with pytest.raises(HttpResponseError) as info:
+        client.get_secret("rotating")
 
-    assert secret.value == "good"
-    assert secret.properties.version == enabled
+    assert info.value.status_code == 403
+    assert not isinstance(info.value, ResourceNotFoundError)
+    assert info.value.error is not None
+    assert info.value.error.code == "Forbidden"
+    assert "Operation get is not allowed on a disabled secret." in str(info.value)
+    assert "SecretDisabled" in str(info.value)
+    assert client.get_secret("rotating", version=enabled).value == "good"
 
 
 def test_pem_certificate_secret(emu, client):

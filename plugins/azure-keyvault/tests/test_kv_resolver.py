@@ -81,11 +81,13 @@ def test_latest_version_unless_one_is_named(vault, resolver):
     ]
 
 
-def test_latest_skips_a_disabled_version(vault, resolver):
+def test_a_disabled_current_version_is_an_error(vault, resolver):
+    """Key Vault answers 403 SecretDisabled for a disabled current version; it does not
+    fall back to an older one (the emulator used to, wrongly)."""
     vault.emu.set_secret("half", "good")
     vault.emu.set_secret("half", "disabled", enabled=False)
-
-    assert resolver.resolve(vault.ref("half"), vault.request()) == "good"
+    with pytest.raises(KeyVaultError, match="is disabled"):
+        resolver.resolve(vault.ref("half"), vault.request())
 
 
 # -- errors -----------------------------------------------------------------------------
