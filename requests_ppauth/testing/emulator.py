@@ -273,6 +273,15 @@ class Emulator:
         """Listener name to port."""
         return {role: listener.port for role, listener in self._listeners.items()}
 
+    # -- what Microsoft's clients need to reach it --------------------------------
+    def client_settings(self, client: str, **options: Any) -> dict[str, Any]:
+        """The settings Microsoft's ``client`` needs to talk to this emulator: ``msal``,
+        ``azure-identity``, ``azure-identity-env``, ``keyvault``, ``management``,
+        ``dataverse``, ``azure-cli`` (see :mod:`requests_ppauth.testing._clients`)."""
+        from requests_ppauth.testing._clients import client_settings
+
+        return client_settings(self, client, **options)
+
     # -- services --------------------------------------------------------------
     def _running(self) -> Resources:
         if self._resources is None:
