@@ -57,7 +57,7 @@ _ADVICE = (
 _DEFAULT_HINTS: tuple[tuple[type[BaseException], str], ...] = (
     (SourceError, "`ppauth sources` shows what each credential source saw"),
     (UnsafeFileError, "make the file readable by you only (chmod 600)"),
-    (CacheError, "`ppauth doctor` checks the cache directory; PPAUTH_CACHE_DIR moves it"),
+    (CacheError, "`ppauth doctor` checks the cache `ppauth cache path` names (any backend)"),
     (ConfigurationError, "`ppauth doctor` checks the configuration and the credential"),
     (PPAuthError, "`ppauth doctor` checks the whole setup"),
 )

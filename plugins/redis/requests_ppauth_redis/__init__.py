@@ -52,9 +52,16 @@ def make_redis_cache(options: Mapping[str, Any], *, check: bool = True) -> Redis
     sealer = None
     if settings.encrypted:
         key = options.get("key")
+        if isinstance(key, Mapping) and set(key) == {"ref"} and isinstance(key["ref"], str):
+            key = key["ref"]  # key = { ref = "keyring:ppauth-cache" }: the reference itself
+        if key is not None and not isinstance(key, str):
+            raise ValueError(
+                "key must be the keys (base64), file:<path>, or a secret reference "
+                '(key = "keyring:<name>" or key = { ref = "..." })'
+            )
         sealer = sealer_from_environment(
             os.environ,
-            value=key if isinstance(key, str) else None,
+            value=key,
             setting="the redis cache's key" if key is not None else "PPAUTH_CACHE_KEY",
         )
         if sealer is None:

@@ -68,6 +68,7 @@ def make_client(settings: RedisSettings) -> redis.Redis:
         if settings.ca_bundle:
             kwargs["ssl_ca_certs"] = settings.ca_bundle
         kwargs["ssl_min_version"] = ssl.TLSVersion.TLSv1_2
+        kwargs["ssl_check_hostname"] = True  # said, not left to redis-py's default
     if settings.url.startswith("unix://"):
         kwargs.pop("socket_connect_timeout")
     if settings.cluster:

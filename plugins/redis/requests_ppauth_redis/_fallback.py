@@ -94,7 +94,9 @@ class RedisCache:
         """This machine's file cache (made on first need)."""
         with self._mutex:
             if self._local is None:
-                self._local = FileCache()
+                # sealed with Redis's key (the `key` option wins over PPAUTH_CACHE_KEY);
+                # with encryption = "none", as the file cache would be on its own
+                self._local = FileCache(sealer=self.store.sealer)
             return self._local
 
     @property

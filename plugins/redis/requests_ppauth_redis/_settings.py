@@ -76,24 +76,23 @@ HOW_TO_SET_URL = (
 
 
 def redact_url(url: str) -> str:
-    """``url`` without its password (the user name stays): what messages show."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "(an unparsable URL)"
-    if parts.password is None and "@" not in parts.netloc:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = (parts.username + "@" if parts.username else "") + host
-    if port is not None:
-        netloc += f":{port}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    """``url`` without its password (the user name stays) and without its query (it
+    may say ``password=``): what messages show.
+
+    Text, not a URL parser: a password with an unencoded ``/``, ``?`` or ``#`` makes
+    the URL unparsable, and that is exactly when the message must not show it. The
+    user information ends at the *last* ``@``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "(an unparsable URL)" if "@" in url or ":" in url else url
+    if "@" in rest:
+        userinfo, _, rest = rest.rpartition("@")
+        user = userinfo.partition(":")[0]
+        if any(c in user for c in "/?#"):  # not a user name: a path or a query held '@'
+            user = ""
+        rest = (user + "@" if user else "") + rest
+    rest = rest.split("?", 1)[0].split("#", 1)[0]
+    return f"{scheme}://{rest}"
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,20 @@ def test_redact_url_keeps_the_user_and_drops_the_password():
         == "rediss://app@cache.example:6380/2"
     )
     assert redact_url("redis://:s3cret@[::1]:6379/0") == "redis://[::1]:6379/0"
+    # unencoded '/', '?', '#' in a password make the URL unparsable: still hidden
+    for password in ("ab+c/d=e=", "pa?ss", "pa#ss", "a@b"):
+        shown = redact_url(f"redis://az:{password}@127.0.0.1:43025/0")
+        assert shown == "redis://az@127.0.0.1:43025/0", shown
+    assert "x1" not in redact_url("redis://127.0.0.1:6379/0?password=x1")
+
+
+def test_an_unparsable_url_with_a_password_is_not_shown(ppauth_env, cache_key):
+    ppauth_env.set(
+        PPAUTH_REDIS_URL="redis://az:ab+c/d=e=@127.0.0.1:notaport/0", PPAUTH_CACHE_KEY=cache_key
+    )
+    with pytest.raises(ConfigurationError) as exc:
+        PowerPlatformAuth(cache="redis").provider.cache  # noqa: B018 - builds the backend
+    assert "ab+c" not in str(exc.value) and "d=e=" not in str(exc.value)
     assert redact_url("unix:///run/redis.sock") == "unix:///run/redis.sock"
 
 
