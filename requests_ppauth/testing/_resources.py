@@ -1,6 +1,6 @@
-"""The emulated resource servers: a Power Platform API, a Dataverse ``WhoAmI``,
+"""The emulated resource servers: a Power Platform API, Dataverse,
 a Key Vault, and a "foreign" host that records what reaches it. Each real service's
-API lives in a module of its own (:mod:`._management`, :mod:`._dataverse`,
+API lives in a module of its own (:mod:`._management`, :mod:`.dataverse`,
 :mod:`._keyvault`, :mod:`._arm`, each a :class:`~._service.Service`); this module
 validates tokens for all of them and routes the listeners to them.
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import time
-import uuid
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode
@@ -73,9 +72,9 @@ class Resources:
         ]
         self.admin_applications: dict[str, dict[str, Any]] = {}
         from requests_ppauth.testing._arm import Arm
-        from requests_ppauth.testing._dataverse import Dataverse
         from requests_ppauth.testing._keyvault import KeyVault
         from requests_ppauth.testing._management import Management
+        from requests_ppauth.testing.dataverse import Dataverse
 
         self.arm = Arm(self)
         self.management = Management(self)
@@ -154,7 +153,7 @@ class Resources:
 
     # -- Power Platform ------------------------------------------------------
     def power_platform(self, req: Request) -> Response:
-        """Environments (paged), WhoAmI, adminApplications, and a cross-host redirect."""
+        """Its services in turn, then BAP environments, adminApplications, a redirect."""
         for service in self.api_services:
             answer = service.route(req)
             if answer is not None:
@@ -172,7 +171,6 @@ class Resources:
             ),
             (f"{BAP_PREFIX}/scopes/admin/environments", "environments", (POWER_APPS_SERVICE,)),
             (f"{BAP_PREFIX}/environments", "environments", (POWER_APPS_SERVICE,)),
-            ("/api/data/v9.2/WhoAmI", "whoami", (req.origin, "https://org.crm.dynamics.com")),
             (f"{BAP_PREFIX}/adminApplications", "adminApplications", (POWER_APPS_SERVICE,)),
         ]
         for prefix, name, audiences in routes:
@@ -184,8 +182,6 @@ class Resources:
                     return self._challenge(exc)
                 if name == "environments":
                     return self._environments(req, prefix)
-                if name == "whoami":
-                    return self._whoami(req, claims)
                 return self._admin_applications(req, claims, path[len(prefix) + 1 :])
         req.endpoint = "api-unknown"
         return Response.json(404, {"error": {"code": "NotFound", "message": "No such route."}})
@@ -204,19 +200,6 @@ class Resources:
             link = f"{req.origin}{prefix}?{urlencode(query)}"
             body["@odata.nextLink" if prefix.startswith("/powerplatform") else "nextLink"] = link
         return Response.json(200, body)
-
-    def _whoami(self, req: Request, claims: dict[str, Any]) -> Response:
-        oid = str(claims.get("oid"))
-        return Response.json(
-            200,
-            {
-                "@odata.context": f"{req.origin}/api/data/v9.2/$metadata"
-                "#Microsoft.Dynamics.CRM.WhoAmIResponse",
-                "BusinessUnitId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"bu:{claims.get('tid')}")),
-                "UserId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"user:{oid}")),
-                "OrganizationId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"org:{claims.get('tid')}")),
-            },
-        )
 
     def _admin_applications(self, req: Request, claims: dict[str, Any], client_id: str) -> Response:
         """Register a service principal with Power Platform (needs an admin user)."""

@@ -1,5 +1,5 @@
 """The base of an emulated service: one per module (:mod:`._management`,
-:mod:`._dataverse`, :mod:`._keyvault`, :mod:`._arm`), so each real API the emulator
+:mod:`.dataverse`, :mod:`._keyvault`, :mod:`._arm`), so each real API the emulator
 answers is read in one place, next to the tests that drive Microsoft's own client for
 it against the emulator."""
 

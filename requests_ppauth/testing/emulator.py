@@ -61,9 +61,9 @@ from requests_ppauth.testing._wire import Request, Response
 
 if TYPE_CHECKING:
     from requests_ppauth.testing._arm import Arm
-    from requests_ppauth.testing._dataverse import Dataverse
     from requests_ppauth.testing._keyvault import KeyVault
     from requests_ppauth.testing._management import Management
+    from requests_ppauth.testing.dataverse import Dataverse
 
 ROLES = ("identity", "api", "vault", "foreign", "msi")
 FEDERATION_AUDIENCE = "api://AzureADTokenExchange"
