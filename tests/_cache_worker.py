@@ -24,7 +24,9 @@ from requests_ppauth.testing._child import LineChild
 WORKER = str(Path(__file__).resolve())
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
-BAP_PATH = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments"
+BAP_PATH = (
+    "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments?api-version=2020-10-01"
+)
 SCOPE = "https://service.powerapps.com//.default"
 
 

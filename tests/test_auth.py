@@ -19,7 +19,7 @@ from requests_ppauth import (
     PowerPlatformAuth,
 )
 
-ENVS = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments"
+ENVS = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments?api-version=2020-10-01"
 APPS_SCOPE = "https://service.powerapps.com//.default"
 
 

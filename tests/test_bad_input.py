@@ -40,7 +40,7 @@ from requests_ppauth.source_api import read_certificate
 from requests_ppauth.testing import Emulator, make_client_certificate
 
 ROOT = Path(__file__).resolve().parents[1]
-ENVS = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments"
+ENVS = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments?api-version=2020-10-01"
 APPS_SCOPE = "https://service.powerapps.com//.default"
 TENANT_FIX = "contoso.onmicrosoft.com"  # every tenant id message shows a valid example
 BAD_TENANTS = {

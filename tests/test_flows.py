@@ -35,8 +35,10 @@ from requests_ppauth.testing import Emulator, make_client_certificate
 
 POWERAPPS_SCOPE = "https://service.powerapps.com//.default"
 PP_SCOPE = "https://api.powerplatform.com/.default"
-BAP_PATH = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments"
-PP_PATH = "/powerplatform/environmentmanagement/environments"
+BAP_PATH = (
+    "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments?api-version=2020-10-01"
+)
+PP_PATH = "/environmentmanagement/environments?api-version=2024-10-01"
 SNI_SUBJECT = "ppauth-flows-sni.contoso.example"
 
 

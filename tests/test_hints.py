@@ -25,7 +25,9 @@ from requests_ppauth.errors import AADSTS_HINTS
 from requests_ppauth.testing import Emulator, make_client_certificate
 
 POWERAPPS_SCOPE = "https://service.powerapps.com//.default"
-BAP_PATH = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments"
+BAP_PATH = (
+    "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments?api-version=2020-10-01"
+)
 
 
 def fail(emu: Emulator, credential: Any, **options: Any) -> TokenAcquisitionError:

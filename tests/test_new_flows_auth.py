@@ -41,7 +41,9 @@ from tests._cache_state import load
 
 APPS_SCOPE = "https://service.powerapps.com//.default"
 PP_SCOPE = "https://api.powerplatform.com/.default"
-BAP_PATH = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments"
+BAP_PATH = (
+    "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments?api-version=2020-10-01"
+)
 ROOT = Path(__file__).resolve().parent.parent
 CODE = re.compile(r"enter the code (\S+)")
 SUBJECT = "system:serviceaccount:jobs:ppauth"

@@ -36,7 +36,9 @@ from requests_ppauth.testing._certs import make_client_certificate
 SCOPE = "https://service.powerapps.com//.default"
 # -vv: pytest prints locals whole (pprint) instead of truncating them
 CHILD_OPTIONS = ("-vv", "--showlocals", "--tb=long", "-p", "no:cacheprovider", "-p", "no:xdist")
-BAP_PATH = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments"
+BAP_PATH = (
+    "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments?api-version=2020-10-01"
+)
 
 CHILD_REQUEST = """
 import os

@@ -41,7 +41,9 @@ from requests_ppauth.testing import Emulator
 from tests._proxy import Proxy, dead_port
 
 APPS_SCOPE = "https://service.powerapps.com//.default"
-BAP_PATH = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments"
+BAP_PATH = (
+    "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments?api-version=2020-10-01"
+)
 ROOT = Path(__file__).resolve().parent.parent
 PROXY_PASSWORD = "pr0xy-pa55word-never-shown"
 PROXY_VARIABLES = (

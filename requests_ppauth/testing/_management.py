@@ -51,12 +51,11 @@ Wire shapes, and where they come from:
   ``https://service.powerapps.com/`` for BAP; the token is checked before the
   api-version (the gateway authenticates first), so no token → 401 either way.
 
-BAP's environment lists keep their old answer (``$top``/``$skiptoken`` paging with
-``nextLink``, :meth:`Resources._environments`), with the api-version checked when
-given; a *missing* api-version on the BAP lists is refused only when
-:attr:`Management.bap_requires_api_version` is set, because much of this project's
-own suite calls them without one. The new BAP single-environment GET always requires
-it. Every environment route counts as ``environments`` (``emu.count("environments")``,
+BAP's environment lists keep their ``$top``/``$skiptoken`` paging with ``nextLink``
+(:meth:`Resources._environments`). Like the single-environment GET they require the
+api-version, as the real BAP does: a client that forgets it fails here as it would
+against the tenant, not only in production. Every environment route counts as
+``environments`` (``emu.count("environments")``,
 ``emu.inject("environments", ...)``); the group routes as ``environmentGroups``.
 BAP items keep their shape; ``id`` now ends with ``name``
 (``/providers/Microsoft.BusinessAppPlatform/environments/env-0000``), as in the
@@ -86,7 +85,6 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -160,8 +158,6 @@ class Management(Service):
         super().__init__(resources)
         #: items per Power Platform API page when the caller sends no ``$top``
         self.page_size = 100
-        #: refuse BAP environment lists without ``api-version`` (off: see module docstring)
-        self.bap_requires_api_version = False
         self.groups: dict[str, dict[str, Any]] = {}
         self.group_of: dict[str, str] = {}  # environment name -> group id
         for env in resources.environments:
@@ -179,7 +175,6 @@ class Management(Service):
             "remove_environment": self.remove_environment,
             "environment_groups": self.environment_groups,
             "set_page_size": self.set_page_size,
-            "set_bap_requires_api_version": self.set_bap_requires_api_version,
         }
 
     def add_environment(
@@ -236,11 +231,6 @@ class Management(Service):
             self.group_of.pop(name.lower(), None)
         return removed
 
-    def set_bap_requires_api_version(self, required: bool) -> bool:
-        """Set :attr:`bap_requires_api_version` (the admin-API form of assigning it)."""
-        self.bap_requires_api_version = bool(required)
-        return self.bap_requires_api_version
-
     def environment_groups(self) -> list[dict[str, Any]]:
         """The environment groups (Power Platform API shape)."""
         with self.resources.directory.lock:
@@ -269,14 +259,12 @@ class Management(Service):
         for prefix in (BAP_ADMIN_ENVIRONMENTS, BAP_ENVIRONMENTS):
             if path == prefix:
                 req.endpoint = "environments"
-                optional = partial(self._bap_versions, required=self.bap_requires_api_version)
-                return self._guard(req, POWER_APPS_SERVICE, optional) or (
+                return self._guard(req, POWER_APPS_SERVICE, self._bap_versions) or (
                     self.resources._environments(req, prefix)
                 )
             if path.startswith(prefix + "/") and "/" not in path[len(prefix) + 1 :]:
                 req.endpoint = "environments"
-                required = partial(self._bap_versions, required=True)
-                return self._guard(req, POWER_APPS_SERVICE, required) or self._bap_get(
+                return self._guard(req, POWER_APPS_SERVICE, self._bap_versions) or self._bap_get(
                     req, prefix, path[len(prefix) + 1 :]
                 )
         return None
@@ -313,11 +301,9 @@ class Management(Service):
         return None
 
     @staticmethod
-    def _bap_versions(req: Request, required: bool) -> Response | None:
-        version = req.query.get("api-version")
-        if version is None or version == "":
-            if not required:
-                return None
+    def _bap_versions(req: Request) -> Response | None:
+        version = req.query.get("api-version", "")
+        if not version:
             return _error(
                 400,
                 "MissingApiVersionParameter",

@@ -153,7 +153,8 @@ class Resources:
 
     # -- Power Platform ------------------------------------------------------
     def power_platform(self, req: Request) -> Response:
-        """Its services in turn, then BAP environments, adminApplications, a redirect."""
+        """Its services in turn (the environment lists, BAP's and the Power Platform
+        API's, are :mod:`._management`'s), then BAP adminApplications and a redirect."""
         for service in self.api_services:
             answer = service.route(req)
             if answer is not None:
@@ -163,30 +164,22 @@ class Resources:
             req.endpoint = "redirect"
             target = req.query.get("to") or f"{req.notes['foreign_origin']}/landing"
             return Response(302, b"", [("Location", target), ("Content-Length", "0")])
-        routes: list[tuple[str, str, tuple[str, ...]]] = [
-            (
-                "/powerplatform/environmentmanagement/environments",
-                "environments",
-                (POWER_PLATFORM_API,),
-            ),
-            (f"{BAP_PREFIX}/scopes/admin/environments", "environments", (POWER_APPS_SERVICE,)),
-            (f"{BAP_PREFIX}/environments", "environments", (POWER_APPS_SERVICE,)),
-            (f"{BAP_PREFIX}/adminApplications", "adminApplications", (POWER_APPS_SERVICE,)),
-        ]
-        for prefix, name, audiences in routes:
-            if path == prefix or (name == "adminApplications" and path.startswith(prefix + "/")):
-                req.endpoint = name
-                try:
-                    claims = self.validate(req, audiences)
-                except TokenRejectedError as exc:
-                    return self._challenge(exc)
-                if name == "environments":
-                    return self._environments(req, prefix)
-                return self._admin_applications(req, claims, path[len(prefix) + 1 :])
+        prefix = f"{BAP_PREFIX}/adminApplications"
+        if path == prefix or path.startswith(prefix + "/"):
+            req.endpoint = "adminApplications"
+            try:
+                claims = self.validate(req, (POWER_APPS_SERVICE,))
+            except TokenRejectedError as exc:
+                return self._challenge(exc)
+            return self._admin_applications(req, claims, path[len(prefix) + 1 :])
         req.endpoint = "api-unknown"
         return Response.json(404, {"error": {"code": "NotFound", "message": "No such route."}})
 
     def _environments(self, req: Request, prefix: str) -> Response:
+        """A page of a BAP environment list (``prefix``), once :mod:`._management` has
+        checked the token and the api-version: ``$top`` (3 unless given) and
+        ``$skiptoken``; a page that stops before the end carries ``nextLink`` with the
+        request's own query (its api-version too) and the next ``$skiptoken``."""
         try:
             top = max(1, int(req.query.get("$top", "3")))
             skip = max(0, int(req.query.get("$skiptoken", "0")))
@@ -198,7 +191,7 @@ class Resources:
             query = {k: v for k, v in req.query.items() if k != "$skiptoken"}
             query.update({"$top": str(top), "$skiptoken": str(skip + top)})
             link = f"{req.origin}{prefix}?{urlencode(query)}"
-            body["@odata.nextLink" if prefix.startswith("/powerplatform") else "nextLink"] = link
+            body["nextLink"] = link
         return Response.json(200, body)
 
     def _admin_applications(self, req: Request, claims: dict[str, Any], client_id: str) -> Response:

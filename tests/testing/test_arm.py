@@ -216,7 +216,11 @@ def test_an_unknown_resources_api_version_lists_the_supported_ones(emu):
 
 
 def test_arm_leaves_the_business_app_platform_paths_alone(emu):
-    resp = arm_get(emu, "/providers/Microsoft.BusinessAppPlatform/environments")
+    resp = arm_get(
+        emu,
+        "/providers/Microsoft.BusinessAppPlatform/environments",
+        **{"api-version": "2020-10-01"},
+    )
     assert emu.count("arm") == 0
     assert emu.count("arm-metadata") == 0
     assert resp.status_code != 200  # no token: whatever BAP answers, it is not ARM's

@@ -145,7 +145,7 @@ def test_msal_raises_on_a_5xx(emu):
 def test_5xx_on_a_resource_listener_uses_the_resource_error_shape(emu):
     emu.inject("environments", status=500)
     resp = requests.get(
-        f"{emu.api_url}/powerplatform/environmentmanagement/environments",
+        f"{emu.api_url}/environmentmanagement/environments?api-version=2024-10-01",
         verify=emu.ca_bundle,
         timeout=10,
     )
@@ -253,7 +253,7 @@ def test_vault_listener_fault_leaves_other_listeners_alone(emu):
 def test_api_listener_fault_hits_all_its_routes_but_an_endpoint_fault_one(emu):
     emu.inject("whoami", status=500, times=None)
     whoami = f"{emu.api_url}/api/data/v9.2/WhoAmI"
-    envs = f"{emu.api_url}/powerplatform/environmentmanagement/environments"
+    envs = f"{emu.api_url}/environmentmanagement/environments?api-version=2024-10-01"
 
     assert requests.get(whoami, verify=emu.ca_bundle, timeout=10).status_code == 500
     assert requests.get(envs, verify=emu.ca_bundle, timeout=10).status_code == 401

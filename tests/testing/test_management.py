@@ -75,7 +75,6 @@ def bap(emu: Emulator, tokens: dict[str, str]):
 def _page_size(emu: Emulator):
     yield
     emu.management.page_size = 100
-    emu.management.bap_requires_api_version = False
 
 
 # -- Power Platform API: environments ----------------------------------------------
@@ -316,13 +315,14 @@ def test_bap_unknown_api_version_is_400(bap, path):
     assert "'1999-01-01'" in r.json()["error"]["message"]
 
 
-def test_bap_list_without_api_version_is_refused_when_strict(emu, bap):
-    assert bap(BAP_ADMIN).status_code == 200  # the suite's existing callers
-    emu.management.bap_requires_api_version = True
-    r = bap(BAP_ADMIN)
+@pytest.mark.parametrize("path", [BAP_ADMIN, BAP])
+def test_bap_list_requires_the_api_version(emu, bap, path):
+    r = bap(path)
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "MissingApiVersionParameter"
-    assert bap(BAP_ADMIN, BAP_VERSION).status_code == 200
+    assert bap(path, {"api-version": ""}).json()["error"]["code"] == "MissingApiVersionParameter"
+    assert bap(path, BAP_VERSION).status_code == 200
+    assert [rec.status for rec in emu.requests("environments")] == [400, 400, 200]
 
 
 def test_bap_without_a_token_is_401(emu, bap):

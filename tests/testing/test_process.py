@@ -94,6 +94,7 @@ def test_json_mode_serves_tokens_counts_and_stops_cleanly_on_sigterm(start):
 
     resp = requests.get(
         f"{info['api_url']}/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments",
+        params={"api-version": "2020-10-01"},
         headers={"Authorization": f"Bearer {result['access_token']}"},
         verify=ca,
         timeout=10,

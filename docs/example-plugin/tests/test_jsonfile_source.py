@@ -70,6 +70,7 @@ def test_end_to_end_through_the_entry_point(ppauth_emulator, ppauth_env, tmp_pat
     )
     r = requests.get(
         emu.api_url + "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments",
+        params={"api-version": "2020-10-01"},
         auth=auth,
         verify=emu.ca_bundle,
     )

@@ -12,7 +12,9 @@ import requests
 from requests_ppauth import PowerPlatformAuth, SecretReferenceError, SourceError
 from requests_ppauth.plugins import Plugins
 
-ENVIRONMENTS = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments"
+ENVIRONMENTS = (
+    "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments?api-version=2020-10-01"
+)
 
 
 def toml_profile(vault, table: str, extra: str = "") -> str:

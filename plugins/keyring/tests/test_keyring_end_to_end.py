@@ -28,7 +28,9 @@ from requests_ppauth.plugins import get_plugins
 from requests_ppauth.testing import Emulator
 from requests_ppauth.testing.pytest_plugin import PPAuthEnv
 
-ENVIRONMENTS = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments"
+ENVIRONMENTS = (
+    "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments?api-version=2020-10-01"
+)
 POWERAPPS_SCOPE = "https://service.powerapps.com//.default"
 
 

@@ -12,7 +12,7 @@ from requests_ppauth_redis._fallback import RedisCache
 from requests_ppauth import ClientSecret, PowerPlatformAuth
 from requests_ppauth.cache.seal import is_sealed
 
-ENVS = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments"
+ENVS = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments?api-version=2020-10-01"
 APPS_SCOPE = "https://service.powerapps.com//.default"
 
 
