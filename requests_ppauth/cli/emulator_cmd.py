@@ -37,6 +37,14 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--token-lifetime", type=int, default=3600, metavar="SECONDS", help="default 3600"
     )
+    p.add_argument(
+        "--identity-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="serve Entra ID on PORT (443, as root: for clients such as msal's "
+        "username/password flow that drop the authority's port); default a free port",
+    )
     p.set_defaults(func=run)
 
 
@@ -66,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with (
-            Emulator(token_lifetime=args.token_lifetime) as emu,
+            Emulator(token_lifetime=args.token_lifetime, identity_port=args.identity_port) as emu,
             tempfile.TemporaryDirectory(prefix="ppauth-emulator-cache-") as cache_dir,
         ):
             info = emu.info()

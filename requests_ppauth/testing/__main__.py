@@ -21,6 +21,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m requests_ppauth.testing", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     parser.add_argument("--token-lifetime", type=int, default=3600, metavar="SECONDS")
+    parser.add_argument(
+        "--identity-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="serve Entra ID on PORT (443: for clients that drop the authority's port)",
+    )
     args = parser.parse_args(argv)
     done = threading.Event()
 
@@ -29,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    with Emulator(token_lifetime=args.token_lifetime) as emu:
+    with Emulator(token_lifetime=args.token_lifetime, identity_port=args.identity_port) as emu:
         info = emu.info()
         if args.json:
             print(json.dumps(info), flush=True)
