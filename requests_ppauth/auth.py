@@ -8,7 +8,10 @@ first request that needs it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
 import threading
 import time
 import weakref
@@ -25,7 +28,7 @@ from requests_ppauth.errors import ConfigurationError, HostNotAllowedError, Inse
 
 if TYPE_CHECKING:  # loaded with the first token: `import requests_ppauth` stays light
     from requests_ppauth.cache import CacheBackend
-    from requests_ppauth.credentials import Credential
+    from requests_ppauth.credentials import Credential, SupportsGetToken
     from requests_ppauth.tokens import TokenProvider
 
 _OPTIONS = (
@@ -44,6 +47,31 @@ _OPTIONS = (
 )
 _instances: weakref.WeakSet[PowerPlatformAuth] = weakref.WeakSet()
 ROUTE_MEMO = 1024  # distinct origins remembered per auth object
+# a continuous access evaluation challenge: ``error="insufficient_claims"`` and the
+# claims the token must carry, base64 encoded (https://learn.microsoft.com/entra/
+# identity-platform/claims-challenge); parameters in any order, any case for the names
+_INSUFFICIENT_CLAIMS = re.compile(r'\berror\s*=\s*"?insufficient_claims\b', re.IGNORECASE)
+_CLAIMS = re.compile(r'\bclaims\s*=\s*"([^"]*)"', re.IGNORECASE)
+
+
+def claims_from_challenge(header: str | None) -> str | None:
+    """The decoded claims of a ``WWW-Authenticate`` claims challenge, else None.
+
+    Padding-tolerant and accepting both base64 alphabets: resources differ in what
+    they send. A challenge whose claims do not decode to text is treated as a plain
+    401 (None): passing garbage to Entra ID would only get an ``invalid_request``.
+    """
+    if not header or not _INSUFFICIENT_CLAIMS.search(header):
+        return None
+    match = _CLAIMS.search(header)
+    if match is None:
+        return None
+    data = match.group(1).strip().replace("-", "+").replace("_", "/")
+    try:
+        decoded = base64.b64decode(data + "=" * (-len(data) % 4), validate=True).decode()
+    except (binascii.Error, ValueError):
+        return None
+    return decoded or None
 
 
 def _after_fork() -> None:
@@ -98,7 +126,7 @@ class PowerPlatformAuth(AuthBase):
         self,
         profile: str | None = None,
         *,
-        credential: Credential | None = None,
+        credential: Credential | SupportsGetToken | None = None,
         scope: str | None = None,
         hosts: Mapping[str, str] | None = None,
         allowed_hosts: Iterable[str] | None = None,
@@ -232,7 +260,9 @@ class PowerPlatformAuth(AuthBase):
 
     def _find_credential(self) -> Credential:
         if self.credential is not None:
-            return self.credential
+            from requests_ppauth.credentials import as_credential
+
+            return as_credential(self.credential)  # an azure-core credential is wrapped
         from requests_ppauth._redacted import EnvironView
         from requests_ppauth.plugins import get_plugins
 
@@ -343,6 +373,11 @@ class PowerPlatformAuth(AuthBase):
     def _handle_401(self, r: Response, **kwargs: Any) -> Response:
         """On a 401: forget the token, get another, resend once if the body can be replayed.
 
+        A claims challenge (continuous access evaluation: ``error="insufficient_claims"``
+        with ``claims``) gets a token requested with those claims instead, past every
+        cache (:meth:`TokenProvider.get` ``claims=``). Either way there is one resend:
+        a 401 to the resent request goes back to the caller.
+
         Modelled on ``requests.auth.HTTPDigestAuth.handle_401``.
         """
         if r.status_code != 401:
@@ -360,10 +395,15 @@ class PowerPlatformAuth(AuthBase):
             if pos is None or not hasattr(body, "seek"):
                 return r  # a stream we cannot rewind: the caller sees the 401
             body.seek(pos)
-        sent = str(request.headers.get("Authorization", ""))
         provider = self.provider
-        provider.forget(scope, sent.removeprefix("Bearer "))
-        token = provider.get(scope)
+        claims = claims_from_challenge(r.headers.get("WWW-Authenticate"))
+        if claims is not None:
+            # the new token replaces the refused one in both caches when it is stored
+            token = provider.get(scope, claims=claims)
+        else:
+            sent = str(request.headers.get("Authorization", ""))
+            provider.forget(scope, sent.removeprefix("Bearer "))
+            token = provider.get(scope)
         r.content  # noqa: B018 - drain, so the connection can be released
         r.close()
         prep = request.copy()

@@ -36,6 +36,7 @@ from requests_ppauth.cache.partitions import SharedTokens
 from requests_ppauth.cache.protocol import CacheBackend, Entry, Op
 from requests_ppauth.certificates import parse_certificate
 from requests_ppauth.credentials import (
+    AzureCoreCredential,
     ClientCertificate,
     ClientSecret,
     Credential,
@@ -214,6 +215,9 @@ class TokenProvider:
         # token key -> the last back-off record written or read: used only while
         # the shared cache is unusable (the shared record is the truth otherwise)
         self._backoffs: dict[str, Entry] = {}
+        # scope -> (claims, token) of the last claims challenge answered, so threads
+        # challenged together make one request (see _get_claimed)
+        self._claimed: dict[str, tuple[str, str]] = {}
         if self.cache is None:
             from requests_ppauth.cache.memory import MemoryCache
 
@@ -323,8 +327,13 @@ class TokenProvider:
                 lock = self._locks[scope] = threading.Lock()
             return lock
 
-    def get(self, scope: str) -> AccessToken:
+    def get(self, scope: str, *, claims: str | None = None) -> AccessToken:
         """A token for ``scope``: the cached one while fresh, else a new one.
+
+        ``claims`` (the decoded JSON of a resource's ``insufficient_claims``
+        challenge, continuous access evaluation) skips both caches for this call: the
+        token in hand is the one the resource refused, so msal is asked for a new one
+        with ``claims_challenge`` (see :meth:`_get_claimed`).
 
         With a shared cache: a fresh token on disk is used as is (no msal, no
         network); a stale but valid one is refreshed by whichever process takes
@@ -333,6 +342,8 @@ class TokenProvider:
         the token the first one stored, or the back-off it recorded (then each
         raises the back-off's error at once, without a request).
         """
+        if claims is not None:
+            return self._get_claimed(scope, claims)
         current = self.tokens.get(scope)
         if current is not None and time.time() < current.refresh_on:
             return current
@@ -353,6 +364,43 @@ class TokenProvider:
                     return self._refresh(scope, current, key)
                 # nothing to keep: the back-off is this process's alone
                 return self._fetch(scope, key, self._backoffs.get(key), shared=False)
+
+    def _get_claimed(self, scope: str, claims: str) -> AccessToken:
+        """:meth:`get` with a claims challenge: no cache read, one request per challenge.
+
+        Threads challenged together (each holding the refused token) queue on the
+        scope's lock; the first asks Entra ID, the others find the token it got for the
+        same ``claims`` (one that is not the token they held when they came in) and use
+        it. The new token is stored as usual (memory and shared cache), so later calls,
+        in this process and the others, reuse it. No back-off record is consulted:
+        the identity provider issued the refused token, so it was reachable lately.
+        """
+        held = self.tokens.get(scope)
+        held_token = held.token if held is not None else None
+        with self._lock_for(scope):
+            last = self._claimed.get(scope)
+            current = self.tokens.get(scope)
+            if (
+                last is not None
+                and last[0] == claims
+                and current is not None
+                and current.token == last[1]
+                and current.token != held_token
+                and time.time() < current.expires_on - SAFETY
+            ):
+                return current  # another thread answered this challenge while we waited
+            key = self.key(scope)
+            try:
+                token = self._acquire(scope, key, claims=claims)
+            except UnsafeCacheError:
+                raise
+            except CacheError as exc:
+                self._warn_cache(exc)
+                token = self._acquire_unlocked(scope, claims=claims)
+            self.tokens[scope] = token
+            self._claimed[scope] = (claims, token.token)
+            self._backoffs.pop(key, None)
+            return token
 
     def _warn_cache(self, exc: CacheError) -> None:
         log.log(
@@ -686,6 +734,7 @@ class TokenProvider:
         *,
         interactive: bool = False,
         timeout: tuple[float, float] | None = None,
+        claims: str | None = None,
     ) -> AccessToken:
         shared = self._shared
         partition = self.partition()
@@ -695,6 +744,7 @@ class TokenProvider:
                 lambda app: shared.load_into(app.token_cache, partition),
                 interactive=interactive,
                 timeout=timeout,
+                claims=claims,
             )
             if key is not None:
                 self._store(key, token, with_msal=True)
@@ -707,12 +757,18 @@ class TokenProvider:
         *,
         interactive: bool = False,
         timeout: tuple[float, float] | None = None,
+        claims: str | None = None,
     ) -> AccessToken:
         """One acquisition through msal; with ``timeout``, every request it makes
-        (building the app included) uses it instead of the configured timeouts."""
+        (building the app included) uses it instead of the configured timeouts. With
+        ``claims``, every flow passes msal's ``claims_challenge``, which makes msal skip
+        its own access token cache (a refresh token is still used, with the claims)."""
         import requests
 
         cred = self.credential
+        if isinstance(cred, AzureCoreCredential):  # another library's credential: no msal
+            now = time.time()
+            return AccessToken.from_msal(cred.acquire(scope, claims), scope, now)
         try:
             http = self._http_client()
             with http.thread_timeout(timeout) if timeout is not None else contextlib.nullcontext():
@@ -721,13 +777,15 @@ class TokenProvider:
                     prepare(app)
                 now = time.time()
                 if isinstance(cred, UsernamePassword):
-                    result = self._ropc(app, cred, scope)
+                    result = self._ropc(app, cred, scope, claims)
                 elif isinstance(cred, DeviceCode):
-                    result = device_code_flow(app, cred, scope, silent=not interactive)
+                    result = self._device_code(app, cred, scope, claims, interactive)
                 elif isinstance(cred, ManagedIdentity):
-                    result = app.acquire_token_for_client(resource=scope_to_resource(scope))
+                    result = app.acquire_token_for_client(
+                        resource=scope_to_resource(scope), claims_challenge=claims
+                    )
                 else:
-                    result = app.acquire_token_for_client([scope])
+                    result = app.acquire_token_for_client([scope], claims_challenge=claims)
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             raise TokenAcquisitionError(
                 f"cannot reach the authority host {urlsplit(self._authority(cred)).netloc}: "
@@ -784,10 +842,34 @@ class TokenProvider:
             hint="check the tenant id and the authority host / cloud",
         )
 
-    def _ropc(self, app: Any, cred: UsernamePassword, scope: str) -> dict[str, Any] | None:
+    @staticmethod
+    def _device_code(
+        app: Any, cred: DeviceCode, scope: str, claims: str | None, interactive: bool
+    ) -> dict[str, Any]:
+        """The device code flow; with ``claims``, the signed-in accounts' refresh tokens
+        are tried with them first (msal's ``acquire_token_silent_with_error``)."""
+        if claims is not None and not interactive:
+            accounts = (
+                app.get_accounts(username=cred.username) if cred.username else app.get_accounts()
+            )
+            for account in accounts:
+                result = app.acquire_token_silent_with_error(
+                    [scope], account=account, claims_challenge=claims
+                )
+                if result and "access_token" in result:
+                    return dict(result)
+            # a new sign-in satisfies the challenge: a person authenticates afresh
+            return device_code_flow(app, cred, scope, silent=False)
+        return device_code_flow(app, cred, scope, silent=not interactive)
+
+    def _ropc(
+        self, app: Any, cred: UsernamePassword, scope: str, claims: str | None = None
+    ) -> dict[str, Any] | None:
         accounts = app.get_accounts(username=cred.username)
         if accounts:
-            result = app.acquire_token_silent_with_error([scope], account=accounts[0])
+            result = app.acquire_token_silent_with_error(
+                [scope], account=accounts[0], claims_challenge=claims
+            )
             if result and "access_token" in result:
                 return dict(result)
         if not self._warned_ropc:
@@ -800,6 +882,6 @@ class TokenProvider:
                 "ignore", category=DeprecationWarning, message=".*deprecated for public client.*"
             )
             result = app.acquire_token_by_username_password(
-                cred.username, HiddenText(cred.password), scopes=[scope]
+                cred.username, HiddenText(cred.password), scopes=[scope], claims_challenge=claims
             )
         return dict(result) if result else None

@@ -3,6 +3,10 @@
 The token goes only to hosts the auth allows (Power Platform hosts of the cloud, and
 those named with ``--host-scope`` / ``--allow-host``); ``--all`` follows ``nextLink``
 and ``@odata.nextLink`` under the same rule, and prints ``{"value": [every item]}``.
+
+It uses :func:`requests_ppauth.session`: a GET, HEAD, PUT or DELETE answered 429 or
+503 is resent after its ``Retry-After`` (``--retries``, ``--max-wait``), and each wait
+is said on stderr, so a slow command is not mistaken for a hung one.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 from requests_ppauth.cli import common
 from requests_ppauth.cli.failures import CLIError, UsageError, one_line
+from requests_ppauth.retries import DEFAULT_MAX_WAIT, DEFAULT_RETRIES, Wait
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 MAX_PAGES = 10_000
@@ -25,7 +30,7 @@ _STATUS_HINTS = {
     403: "the credential is valid but not allowed to do this: check its roles and the "
     "environment's security settings",
     404: "check the URL, the api-version and the resource's name",
-    429: "the API is throttling: wait and retry",
+    429: "the API is throttling: wait and retry (or raise --max-wait / --retries)",
 }
 
 
@@ -35,9 +40,11 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "request",
         parents=parents,
         help="call a Power Platform API and print the JSON (like az rest)",
-        description="Send METHOD URL with the profile's token and print the response body. "
-        "The token is only sent to Power Platform hosts of the cloud and to hosts named with "
-        "--host-scope/--allow-host.",
+        description=common.plain(
+            "Send METHOD URL with the profile's token and print the response body. "
+            "The token is only sent to Power Platform hosts of the cloud and to hosts named with "
+            "--host-scope/--allow-host."
+        ),
     )
     p.add_argument("method", type=_method, metavar="METHOD", help=", ".join(METHODS))
     p.add_argument("url", metavar="URL")
@@ -60,7 +67,41 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--scope", help="the scope for this URL, instead of the host table's")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    p.add_argument(
+        "--retries",
+        type=_count,
+        default=DEFAULT_RETRIES,
+        help="resends of a GET/HEAD/PUT/DELETE answered 429 or 503, after its Retry-After "
+        f"(default {DEFAULT_RETRIES}; 0: none)",
+    )
+    p.add_argument(
+        "--max-wait",
+        type=float,
+        default=DEFAULT_MAX_WAIT,
+        metavar="SECONDS",
+        help=f"total seconds to wait for those resends (default {DEFAULT_MAX_WAIT:.0f})",
+    )
     p.set_defaults(func=run)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return value
+
+
+def _said_wait(wait: Wait) -> None:
+    why = "Retry-After" if wait.retry_after else "back-off"
+    print(
+        f"ppauth: {wait.method} {wait.host} answered HTTP {wait.status}; waiting "
+        f"{wait.seconds:.1f} s ({why}) before retry {wait.attempt}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _method(text: str) -> str:
@@ -101,7 +142,7 @@ def _headers(items: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Send the request (and the next pages), print the body."""
-    import requests
+    from requests_ppauth.retries import session as make_session
 
     url = common.check_url(args.url)
     body = _body(args.body)
@@ -110,8 +151,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--all follows paging links, which only GET has", "drop --all")
     selected = common.profile(args)
     verify = common.ca_bundle(args, selected)
-    session = requests.Session()
-    session.auth = common.build_auth(args, scope=args.scope)
+    if args.max_wait < 0:
+        raise UsageError("--max-wait must not be negative", "e.g. --max-wait 60")
+    session = make_session(
+        auth=common.build_auth(args, scope=args.scope),
+        retries=args.retries,
+        max_wait=args.max_wait,
+        on_wait=_said_wait,
+    )
     items: list[Any] = []
     seen: set[str] = set()
     while True:
