@@ -21,6 +21,7 @@ from requests_ppauth.errors import (
     InsecureTransportError,
     InvalidCredentialError,
     NoCredentialError,
+    PluginError,
     PPAuthError,
     SecretReferenceError,
     SourceError,
@@ -30,6 +31,7 @@ from requests_ppauth.errors import (
 )
 
 if TYPE_CHECKING:
+    from requests_ppauth.azure import PowerPlatformCredential
     from requests_ppauth.credentials import (
         ClientCertificate,
         ClientSecret,
@@ -45,7 +47,11 @@ if TYPE_CHECKING:
         RequestAwareResolver,
         SecretResolver,
         SecretStore,
+        SourceOutcome,
+        SourceReport,
         SourceRequest,
+        explain_sources,
+        source_report,
     )
     from requests_ppauth.tokens import AccessToken, ROPCWarning
 
@@ -63,18 +69,24 @@ _LAZY = {
         "requests_ppauth.credentials",
     ),
     "hookimpl": "requests_ppauth.hookspecs",
+    "PowerPlatformCredential": "requests_ppauth.azure",  # imports azure-core: only when asked
     **dict.fromkeys(
         (
             "CredentialSource",
             "RequestAwareResolver",
             "SecretResolver",
             "SecretStore",
+            "SourceOutcome",
+            "SourceReport",
             "SourceRequest",
+            "explain_sources",
+            "source_report",
         ),
         "requests_ppauth.source_api",
     ),
     "AccessToken": "requests_ppauth.tokens",
     "ROPCWarning": "requests_ppauth.tokens",
+    "session": "requests_ppauth.retries",
 }
 
 
@@ -106,18 +118,25 @@ __all__ = [
     "ManagedIdentity",
     "NoCredentialError",
     "PPAuthError",
+    "PluginError",
     "PowerPlatformAuth",
+    "PowerPlatformCredential",
     "ROPCWarning",
     "RequestAwareResolver",
     "SecretReferenceError",
     "SecretResolver",
     "SecretStore",
     "SourceError",
+    "SourceOutcome",
+    "SourceReport",
     "SourceRequest",
     "TokenAcquisitionError",
     "UnsafeCacheError",
     "UnsafeFileError",
     "UsernamePassword",
     "WorkloadIdentity",
+    "explain_sources",
     "hookimpl",
+    "session",
+    "source_report",
 ]

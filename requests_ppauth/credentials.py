@@ -8,17 +8,22 @@ Which one decides the flow:
 - :class:`UsernamePassword`: a user through ROPC (public client; cannot do MFA);
 - :class:`DeviceCode`: a user signing in on another device (MFA works);
 - :class:`ManagedIdentity`: code running in Azure, no secret;
-- :class:`WorkloadIdentity`: a federated token from another identity provider.
+- :class:`WorkloadIdentity`: a federated token from another identity provider;
+- :class:`AzureCoreCredential`: any azure-core ``TokenCredential`` (azure-identity's
+  ``AzureCliCredential``, ``ClientSecretCredential``, ...), asked for tokens instead of
+  msal; :func:`as_credential` wraps one given as ``PowerPlatformAuth(credential=...)``
+  or returned by a source.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from requests_ppauth.errors import InvalidCredentialError
+from requests_ppauth.errors import InvalidCredentialError, TokenAcquisitionError
 
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 
@@ -301,3 +306,101 @@ class WorkloadIdentity(Credential):
     @property
     def kind(self) -> str:
         return "workload_identity"
+
+
+@runtime_checkable
+class SupportsGetToken(Protocol):
+    """What azure-core's ``TokenCredential`` protocol asks (structurally: this module
+    does not import azure-core)."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        """An ``azure.core.credentials.AccessToken`` (``.token``, ``.expires_on``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class AzureCoreCredential(Credential):
+    """Another library's azure-core ``TokenCredential``, asked for tokens instead of
+    msal: ``PowerPlatformAuth(credential=AzureCliCredential())`` on a laptop after
+    ``az login``. The requests auth still picks the scope per host and refuses hosts
+    outside its allow-list; the provider still keeps the token in memory and in the
+    shared cache, and makes one request per key across threads and processes.
+
+    The shared cache keys its tokens on ``(tenant_id, client_id)``: :func:`as_credential`
+    fills them from azure-identity's credentials that name an app (``_tenant_id``,
+    ``_client_id``) and otherwise with the credential's type
+    (``azure-core.AzureCliCredential``): every process of this user with that type
+    shares its tokens. Pass the ids yourself when two credentials of one type are
+    different identities (two ``az`` config directories, say).
+    """
+
+    credential: SupportsGetToken | None = field(default=None, repr=False, compare=False)
+
+    _optional_ids: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        """Also: the wrapped object must have ``get_token``."""
+        super().__post_init__()
+        if not isinstance(self.credential, SupportsGetToken):
+            raise InvalidCredentialError(
+                "an AzureCoreCredential wraps an azure-core TokenCredential (an object with "
+                f"get_token), not {type(self.credential).__name__}"
+            )
+
+    @property
+    def kind(self) -> str:
+        return "azure_core"
+
+    def acquire(self, scope: str, claims: str | None = None) -> dict[str, Any]:
+        """One token from the wrapped credential, as msal's result dict (``access_token``,
+        ``expires_in``, ``refresh_on``), so the provider stores it like any other.
+        Its ``ClientAuthenticationError`` becomes our :class:`TokenAcquisitionError`."""
+        cred: Any = self.credential
+        try:
+            if hasattr(cred, "get_token_info"):
+                options = {"claims": claims} if claims else {}
+                token = cred.get_token_info(scope, options=options)
+                refresh_on = getattr(token, "refresh_on", None)
+            else:
+                token = cred.get_token(scope, **({"claims": claims} if claims else {}))
+                refresh_on = None
+        except Exception as exc:
+            from azure.core.exceptions import ClientAuthenticationError
+
+            if not isinstance(exc, ClientAuthenticationError):
+                raise
+            raise TokenAcquisitionError(
+                f"{type(cred).__name__} could not get a token for {scope}: "
+                f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}",
+                error="credential_unavailable",
+                hint="see the credential's own message (e.g. run `az login` for "
+                "AzureCliCredential)",
+            ) from None
+        result: dict[str, Any] = {
+            "access_token": token.token,
+            "expires_in": max(0.0, float(token.expires_on) - time.time()),
+            "token_source": type(cred).__name__,
+        }
+        if refresh_on:
+            result["refresh_on"] = float(refresh_on)
+        return result
+
+
+def as_credential(value: Credential | SupportsGetToken) -> Credential:
+    """``value`` as one of this module's credentials: itself, or an azure-core
+    ``TokenCredential`` wrapped in :class:`AzureCoreCredential` (keyed as it says)."""
+    if isinstance(value, Credential):
+        return value
+    if not isinstance(value, SupportsGetToken):
+        raise InvalidCredentialError(
+            f"a credential is a requests_ppauth.credentials.Credential or an azure-core "
+            f"TokenCredential (an object with get_token), not {type(value).__name__}"
+        )
+    tenant = getattr(value, "_tenant_id", None)
+    client = getattr(value, "_client_id", None)
+    return AzureCoreCredential(
+        tenant_id=tenant if isinstance(tenant, str) else "",
+        client_id=client if isinstance(client, str) else f"azure-core.{type(value).__name__}",
+        credential=value,
+        source="explicit",
+    )
