@@ -81,28 +81,76 @@ class InvalidCredentialError(ConfigurationError):
 
 
 class SecretReferenceError(ConfigurationError):
-    """A secret reference (``keyring:…``, a Key Vault URL) cannot be resolved."""
+    """A secret reference (``keyring:…``, a Key Vault URL, any ``scheme:rest`` value)
+    cannot be resolved: no installed resolver claims it, or the one that does failed."""
+
+
+class PluginError(PPAuthError):
+    """A plugin broke its contract: it failed to import, implements an unknown hook,
+    raised in a hook or in a source's ``credential()``, registered the wrong thing.
+
+    The message names the plugin (its distribution and entry point), the hook or the
+    source, what it did wrong, and how to go on without it; ``hint`` is that last part.
+    ``plugin`` is the name ``PPAUTH_DISABLE_PLUGINS`` takes, ``hook`` and ``source``
+    what it was doing (``None`` when not known). A fault of a third-party plugin is
+    never worded as a bug of requests-ppauth.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        plugin: str | None = None,
+        hook: str | None = None,
+        source: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        if hint is None:
+            hint = (
+                f"its author can fix it; to go on without it, set PPAUTH_DISABLE_PLUGINS={plugin}"
+                if plugin
+                else "the plugin's author can fix it; PPAUTH_DISABLE_PLUGINS=<name> blocks it"
+            )
+        # not super(): PluginHookError is also pluggy's PluginValidationError, whose
+        # __init__ takes other arguments
+        PPAuthError.__init__(self, f"{problem}\nHint: {hint}")
+        self.problem = problem
+        self.hint = hint
+        self.plugin_name = plugin
+        self.hook = hook
+        self.source = source
 
 
 class UnsafeFileError(PPAuthError, PermissionError):
     """A file holding secrets or tokens is readable or writable by others."""
 
 
+NO_CREDENTIAL_HINT = (
+    "set PPAUTH_TENANT_ID, PPAUTH_CLIENT_ID and PPAUTH_CLIENT_SECRET, or add a profile "
+    "with `ppauth profile add`; `ppauth sources` shows what each source saw"
+)
+
+
 class NoCredentialError(PPAuthError, LookupError):
-    """No source had a credential; ``reasons`` maps each source asked to why it passed."""
+    """No source had a credential; ``reasons`` maps each source asked to why it declined.
+
+    The message is one line per source, then the same ``hint`` the ``ppauth`` command
+    prints (with or without ``--verbose``), so the two never tell different stories.
+    """
 
     def __init__(self, profile: str, reasons: Mapping[str, str]) -> None:
-        lines = [f"no credential found for profile {profile!r}. Sources asked, in order:"]
-        lines += [f"  - {name}: {why}" for name, why in reasons.items()]
-        if not reasons:
-            lines.append("  (none: every source is blocked or excluded)")
-        lines.append(
-            "Set PPAUTH_TENANT_ID, PPAUTH_CLIENT_ID and PPAUTH_CLIENT_SECRET, or add "
-            f"[profiles.{profile}] to the config file (see `ppauth sources`)."
-        )
-        super().__init__("\n".join(lines))
         self.profile = profile
         self.reasons = dict(reasons)
+        self.hint = NO_CREDENTIAL_HINT
+        super().__init__(f"{self.summary()}\nHint: {self.hint}")
+
+    def summary(self) -> str:
+        """What failed: the first line, then one line per source asked and its reason."""
+        lines = [f"no credential found for profile {self.profile!r}. Sources asked, in order:"]
+        lines += [f"  - {name}: {why}" for name, why in self.reasons.items()]
+        if not self.reasons:
+            lines.append("  (none: every source is blocked or excluded)")
+        return "\n".join(lines)
 
 
 class HostNotAllowedError(PPAuthError, ValueError):

@@ -3,7 +3,12 @@
 A plugin is a module or object with functions marked ``@requests_ppauth.hookimpl``.
 Every hook here *registers* objects through a callback rather than returning them:
 the host owns ordering, de-duplication and validation (the pattern of llm's
-``register_models`` and tox's ``tox_register_tox_env``).
+``register_models`` and tox's ``tox_register_tox_env``). An implementation that
+returns a value instead is an error naming the plugin and the hook, as is one that
+raises or registers the wrong thing; a hook name that matches no spec (a typo) is an
+error suggesting the right one. For a plugin installed through an entry point these
+errors are warnings and the plugin is skipped (``PPAUTH_DISABLE_PLUGINS=<name>``
+silences it); see :mod:`requests_ppauth.plugins`.
 """
 
 from __future__ import annotations
@@ -32,17 +37,21 @@ def ppauth_register_sources(register: Callable[[CredentialSource], None]) -> Non
     """Register credential sources by calling ``register(source)`` once for each.
 
     :param register: takes an object satisfying
-        :class:`requests_ppauth.source_api.CredentialSource` (``name``, ``priority``,
-        ``credential(request)``). Names must be unique across plugins; a duplicate is
+        :class:`requests_ppauth.source_api.CredentialSource`: an *instance* (not the
+        class) with a ``str`` ``name``, an ``int`` ``priority`` and
+        ``credential(request)``. Names must be unique across plugins; a duplicate is
         an error that names both.
-    :return: nothing; the return value is ignored. Every plugin's implementation runs.
+    :return: nothing (returning a value, such as a list of sources, is an error: it
+        would register nothing). Every plugin's implementation runs.
 
     Precedence is data: sources are consulted by ascending ``priority`` (built-ins:
-    ``env`` 10, ``file`` 20), unless the profile's ``sources`` list or the
-    ``sources=`` argument names an order. ``credential`` returns ``None`` to pass
-    (calling ``request.note(reason)`` first, so "no credential" errors can say
+    ``env`` 10, ``file`` 20, ``managed_identity`` 90), unless the profile's
+    ``sources`` list or the ``sources=`` argument names an order. ``credential``
+    returns ``None`` to decline (calling ``request.note(reason)`` first, so "no
+    credential" errors and :func:`requests_ppauth.source_api.explain_sources` can say
     why) and raises :class:`requests_ppauth.SourceError` when it recognises the
-    request but cannot complete it.
+    request but cannot complete it. Any other exception it raises stops the lookup
+    with a :class:`requests_ppauth.errors.PluginError` naming the source and plugin.
     """
 
 
@@ -58,7 +67,10 @@ def ppauth_register_secret_resolvers(register: Callable[[SecretResolver], None])
     A reference is a config or environment value such as ``keyring:prod`` or
     ``https://myvault.vault.azure.net/secrets/name``: the first resolver whose
     ``claims`` returns true resolves it. An unclaimed ``{ ref = "..." }`` value is a
-    :class:`requests_ppauth.SecretReferenceError`.
+    :class:`requests_ppauth.SecretReferenceError`, and so is an unclaimed string of the
+    shape ``scheme:rest`` (a lower-case scheme of two characters or more, no
+    whitespace): it is never sent as a literal secret. ``literal:<secret>`` writes a
+    secret that only looks like a reference.
     """
 
 

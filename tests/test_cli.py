@@ -388,11 +388,20 @@ def test_request_http_error_and_unreachable_host(shared_emu):
 
 
 def test_no_credential(ppauth_env):
-    line, hint = failed(ppauth("token"))
-
-    assert "no credential found for profile 'default'" in line
-    assert "env: no PPAUTH_* or AZURE_* credential variables are set" in line
-    assert "ppauth profile add" in hint and "ppauth sources" in hint
+    """One reason per line, the same hint with or without -v."""
+    for verbose in ((), ("-v",)):
+        proc = ppauth(*verbose, "token")
+        lines = proc.stderr.splitlines()
+        assert proc.returncode == 1, proc.stderr
+        assert verbose or "Traceback" not in proc.stderr, proc.stderr  # -v: the debug log
+        assert (
+            "ppauth: error: no credential found for profile 'default'. Sources asked, in order:"
+            in lines
+        ), lines
+        assert "  - env: no PPAUTH_* or AZURE_* credential variables are set" in lines, lines
+        hint = lines[-1]
+        assert hint.startswith("hint: ") and "ppauth profile add" in hint, lines
+        assert "ppauth sources" in hint
 
 
 def test_wrong_secret(emu, ppauth_env):

@@ -163,7 +163,7 @@ def test_through_power_platform_auth(ppauth_env):
 
 def test_plaintext_secret_with_colon_is_literal(ppauth_env):
     ppauth_env.set(
-        PPAUTH_TENANT_ID=TENANT, PPAUTH_CLIENT_ID=CLIENT, PPAUTH_CLIENT_SECRET="pa:ss:word"
+        PPAUTH_TENANT_ID=TENANT, PPAUTH_CLIENT_ID=CLIENT, PPAUTH_CLIENT_SECRET="literal:pa:ss:word"
     )
 
     assert lookup().secret == "pa:ss:word"

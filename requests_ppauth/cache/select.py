@@ -31,6 +31,9 @@ from typing import Any
 from requests_ppauth.cache.protocol import CacheBackend
 from requests_ppauth.errors import ConfigurationError
 
+# what requests_ppauth.cache.CacheBackend requires, named when a factory's object lacks some
+_MEMBERS = ("get", "apply", "read_all", "key_lock", "try_key_lock", "location")
+
 CacheSetting = bool | str | os.PathLike[str] | Mapping[str, Any] | CacheBackend | None
 
 
@@ -143,8 +146,10 @@ def resolve(
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"{where}: cache backend {setting!r}: {exc}") from None
     if not isinstance(backend, CacheBackend):
+        missing = [m for m in _MEMBERS if not hasattr(backend, m)]
+        lacks = f"it lacks {', '.join(missing)}" if missing else "its members do not match"
         raise ConfigurationError(
             f"{where}: cache backend {setting!r} made a {type(backend).__name__}, which is "
-            "not a CacheBackend (get, apply, read_all, key_lock, try_key_lock, location)"
+            f"not a CacheBackend: {lacks} (a CacheBackend has {', '.join(_MEMBERS)})"
         )
     return backend

@@ -15,6 +15,7 @@ from requests_ppauth.errors import (
     HostNotAllowedError,
     InsecureTransportError,
     NoCredentialError,
+    PluginError,
     PPAuthError,
     SourceError,
     TokenAcquisitionError,
@@ -88,6 +89,8 @@ def describe(exc: BaseException) -> tuple[str, str]:
         return one_line(exc.message), one_line(exc.hint)
     if isinstance(exc, NoCredentialError):
         return _no_credential(exc)
+    if isinstance(exc, PluginError):  # the plugin's fault, in its own words: never "report it"
+        return one_line(exc.problem), one_line(exc.hint)
     if isinstance(exc, TokenAcquisitionError):
         return _token_error(exc)
     if isinstance(exc, InsecureTransportError):
@@ -102,13 +105,9 @@ def describe(exc: BaseException) -> tuple[str, str]:
 
 
 def _no_credential(exc: NoCredentialError) -> tuple[str, str]:
-    reasons = "; ".join(f"{name}: {why}" for name, why in exc.reasons.items())
-    line = f"no credential found for profile {exc.profile!r}"
-    line += f" ({reasons})" if reasons else " (every source is blocked or excluded)"
-    return line, (
-        "set PPAUTH_TENANT_ID, PPAUTH_CLIENT_ID and PPAUTH_CLIENT_SECRET, or add a profile "
-        "with `ppauth profile add`; `ppauth sources` shows what each source saw"
-    )
+    """One reason per line (as ``str(exc)`` has them), and the error's own hint: the
+    same text with or without ``--verbose``."""
+    return exc.summary(), exc.hint
 
 
 def _token_error(exc: TokenAcquisitionError) -> tuple[str, str]:

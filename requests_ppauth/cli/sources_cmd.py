@@ -2,7 +2,7 @@
 
 Every source is asked through the public :class:`~requests_ppauth.SourceRequest`, as
 ``PowerPlatformAuth`` asks it: the first credential wins; the sources before it say why
-they passed; the ones after it are asked too, so a credential they hold shows as
+they declined; the ones after it are asked too, so a credential they hold shows as
 shadowed rather than unknown. No secret is printed: only kind, client, tenant and user.
 """
 
@@ -12,13 +12,13 @@ import argparse
 import sys
 from typing import Any
 
-from requests_ppauth._redacted import EnvironView, SettingsView
+from requests_ppauth._redacted import EnvironView
 from requests_ppauth.cli import common
 from requests_ppauth.cli.failures import CLIError, describe
 from requests_ppauth.credentials import Credential, ManagedIdentity
-from requests_ppauth.errors import PPAuthError
+from requests_ppauth.errors import NO_CREDENTIAL_HINT
 from requests_ppauth.plugins import DISABLE_VAR, get_plugins
-from requests_ppauth.source_api import SourceRequest
+from requests_ppauth.source_api import ANSWERED, FAILED, SHADOWED
 
 
 def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -27,8 +27,10 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "sources",
         parents=parents,
         help="credential sources in precedence order, and which one answers",
-        description="List installed plugins and credential sources in the order they are "
-        "asked for the profile, which one answers, and why each other one passed.",
+        description=common.plain(
+            "List installed plugins and credential sources in the order they are "
+            "asked for the profile, which one answers, and why each other one passed."
+        ),
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
@@ -53,56 +55,47 @@ def credential_summary(cred: Credential) -> dict[str, Any]:
     return summary
 
 
+_ORDER_WORDS = {
+    "profile": "in the order the profile's sources list names",
+    "priority": "by priority, lowest number first",
+}
+
+
 def ask_sources(args: argparse.Namespace) -> dict[str, Any]:
-    """Ask every source for the profile; the report ``run`` prints."""
+    """Ask every source for the profile; the report ``run`` prints.
+
+    The asking is :func:`requests_ppauth.explain_sources`'s (the public API); this adds
+    the installed plugins, resolvers and cache backends. ``status`` in ``--json`` keeps
+    its old values (``answers``, ``shadowed``, ``error``, ``passed`` for a source that
+    declined), so scripts reading it keep working; the text says "declined".
+    """
     plugins = get_plugins()
     selected = common.profile(args)
     order = selected.get("sources")
     resolvers = plugins.resolvers()
+    report = plugins.explain(
+        selected, EnvironView(), explicit_profile=common.explicit_profile(args)
+    )
+    modules = {s.name: type(s).__module__ for s in plugins.sources()}
     rows: list[dict[str, Any]] = []
-    answered: str | None = None
-    stopped: dict[str, Any] | None = None  # the error PowerPlatformAuth would raise
-    for source in plugins.ordered_sources(order):
-        request = SourceRequest(
-            profile=selected.name,
-            settings=SettingsView(selected.settings),
-            environ=EnvironView(),  # its repr hides the values: frames that raise hold it
-            config_path=selected.path,
-            settings_mode=selected.file_mode,
-            explicit_profile=common.explicit_profile(args),
-            resolvers=resolvers,
-        )
+    for o in report.outcomes:
         row: dict[str, Any] = {
-            "name": source.name,
-            "priority": source.priority,
-            "module": type(source).__module__,
+            "name": o.name,
+            "priority": o.priority,
+            "module": modules.get(o.name),
+            "plugin": o.plugin,
+            "outcome": o.outcome,
         }
-        decided = answered is not None or stopped is not None
-        try:
-            cred = source.credential(request)
-        except PPAuthError as exc:
-            error, hint = describe(exc)
-            row.update(status="error", reason=error, hint=hint, stops_search=not decided)
-            if not decided:
-                stopped = row
+        if o.outcome in (ANSWERED, SHADOWED):
+            row["status"] = "answers" if o.outcome == ANSWERED else "shadowed"
+            row["credential"] = dict(o.credential or {})
+        elif o.outcome == FAILED:
+            error, hint = describe(o.error) if o.error is not None else (o.reason, "")
+            row.update(
+                status="error", reason=error, hint=hint, stops_search=report.failed_by == o.name
+            )
         else:
-            if isinstance(cred, Credential):
-                row["credential"] = credential_summary(cred)
-                row["status"] = "shadowed" if decided else "answers"
-                if not decided:
-                    answered = source.name
-            elif cred is not None:
-                row.update(
-                    status="error",
-                    reason=f"returned {type(cred).__name__}, not a Credential",
-                    hint=f"the plugin {type(source).__module__} breaks the source contract",
-                    stops_search=not decided,
-                )
-                if not decided:
-                    stopped = row
-            else:
-                row["status"] = "passed"
-                row["reason"] = request.notes[-1] if request.notes else "passed (no reason given)"
+            row.update(status="passed", reason=o.reason)
         rows.append(row)
     return {
         "profile": selected.name,
@@ -110,11 +103,13 @@ def ask_sources(args: argparse.Namespace) -> dict[str, Any]:
         "profile_in_config": selected.exists,
         "profiles_in_config": list(selected.available),
         "order": "the profile's sources list" if order else "ascending priority",
+        "order_words": _ORDER_WORDS["profile" if order else "priority"],
         "plugins": plugins.plugin_names(),
         "blocked": sorted(plugins.blocked),
+        "skipped": dict(plugins.skipped),
         "sources": rows,
-        "answered_by": answered,
-        "stopped_by": stopped["name"] if stopped else None,
+        "answered_by": report.answered_by,
+        "stopped_by": report.failed_by,
         "resolvers": [
             {"name": r.name, "schemes": list(r.schemes), "module": type(r).__module__}
             for r in resolvers
@@ -136,8 +131,7 @@ def run(args: argparse.Namespace) -> int:
     if report["answered_by"] is None:
         raise CLIError(
             f"no source has a credential for profile {report['profile']!r}",
-            "set PPAUTH_TENANT_ID, PPAUTH_CLIENT_ID and PPAUTH_CLIENT_SECRET, or add a "
-            "profile with `ppauth profile add`",
+            NO_CREDENTIAL_HINT,
         )
     return 0
 
@@ -152,7 +146,11 @@ def _print(report: dict[str, Any]) -> None:
     out.write(f"plugins: {', '.join(report['plugins']) or 'none'}")
     if report["blocked"]:
         out.write(f" (blocked by {DISABLE_VAR}: {', '.join(report['blocked'])})")
-    out.write(f"\nsources, in the order they are asked ({report['order']}):\n")
+    for why in report["skipped"].values():
+        out.write(f"\n  skipped: {why}")
+    out.write(
+        f"\nsources, asked one after another {report['order_words']}; the first to answer wins:\n"
+    )
     width = max((len(row["name"]) for row in report["sources"]), default=0)
     for i, row in enumerate(report["sources"], 1):
         head = f"  {i}. {row['name']:<{max(width, 10)}} priority {row['priority']:<4} "
@@ -171,7 +169,7 @@ def _print(report: dict[str, Any]) -> None:
         elif status == "error":
             out.write(f"{head}ERROR: {row['reason']}\n")
         else:
-            out.write(f"{head}passed: {row['reason']}\n")
+            out.write(f"{head}declined: {row['reason']}\n")
     resolvers = [f"{r['name']} ({', '.join(r['schemes'])})" for r in report["resolvers"]]
     out.write(f"secret resolvers: {', '.join(resolvers) or 'none'}\n")
     out.write(f"cache backends: {', '.join(report['cache_backends'])}\n")

@@ -22,7 +22,7 @@ from requests_ppauth.credentials import (
 )
 from requests_ppauth.errors import SourceError
 from requests_ppauth.hookspecs import hookimpl
-from requests_ppauth.source_api import CredentialSource, SourceRequest
+from requests_ppauth.source_api import CredentialSource, SourceRequest, literal_form
 from requests_ppauth.sources._certfile import read_certificate
 
 FIELDS = (
@@ -156,7 +156,7 @@ class EnvSource:
         is only whitespace: that is a templating slip, and sent to Entra ID it would
         only come back as a confusing "invalid client secret"."""
         resolved = request.resolve(value, name)
-        reference = resolved is not value
+        reference = resolved is not value and not literal_form(value)
         secret = _text(resolved)
         if blank(secret):
             what = "refers to a secret that is" if reference else "is"

@@ -1,9 +1,9 @@
 """The ``file`` source: a profile's credential in the TOML config file.
 
-A plaintext secret is refused when the file is readable by group or others (the
-error says ``chmod 600``); references (``keyring:…``, Key Vault URLs,
-``{ ref = "…" }``) are resolved through the registered resolvers and allowed
-in any file.
+A plaintext secret (``"…"`` or ``"literal:…"``) is refused when
+the file is readable by group or others (the error says ``chmod 600``); references
+(``keyring:…``, Key Vault URLs, ``{ ref = "…" }``) are resolved through the registered
+resolvers and allowed in any file.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from requests_ppauth.credentials import (
 )
 from requests_ppauth.errors import SourceError, UnsafeFileError
 from requests_ppauth.hookspecs import hookimpl
-from requests_ppauth.source_api import CredentialSource, SourceRequest
+from requests_ppauth.source_api import CredentialSource, SourceRequest, literal_form
 from requests_ppauth.sources._certfile import read_certificate
 
 
@@ -87,7 +87,8 @@ class FileSource:
             # refused here, where the key and the profile can be named; an empty
             # certificate_password means "none", as an empty variable does for env
             if blank(text) and not (key == "certificate_password" and text == ""):
-                what = "refers to a secret that is" if value is not s[key] else "is"
+                reference = value is not s[key] and not literal_form(s[key])
+                what = "refers to a secret that is" if reference else "is"
                 raise SourceError(
                     self.name,
                     f"{where}: {key} {what} empty or only whitespace: put the secret's "
@@ -146,7 +147,8 @@ class FileSource:
         resolved = SecretDict(
             (k, request.resolve(s[k], k)) for k in sorted(SECRET_KEYS) if isinstance(s.get(k), str)
         )
-        plaintext = [k for k, v in resolved.items() if v is s[k]]
+        # literal:<secret> is plaintext too
+        plaintext = [k for k, v in resolved.items() if v is s[k] or literal_form(s[k])]
         mode = request.settings_mode
         if plaintext and mode is not None and mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise UnsafeFileError(

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from requests_ppauth import PowerPlatformAuth
+from requests_ppauth.source_api import source_report
 from requests_ppauth.testing.contract import ExpectedCredential, SourceContract, make_request
 
 
@@ -41,6 +42,12 @@ class TestJsonFileSource(SourceContract):
     def provision_broken(self, profile):
         self.profiles[profile] = {"tenant_id": "contoso.onmicrosoft.com"}
         self._write()
+
+    def provision_unavailable(self, profile):
+        # the store cannot be read: bytes that are not JSON (an undecryptable file)
+        stored = self.provision(profile)
+        self.path.write_bytes(b"\x00\xff" + stored.secrets[0].encode() + b" not json")
+        return stored
 
     def request_for(self, profile):
         return make_request(profile, environ={"PPAUTH_JSONFILE": str(self.path)})
@@ -75,4 +82,7 @@ def test_end_to_end_through_the_entry_point(ppauth_emulator, ppauth_env, tmp_pat
         verify=emu.ca_bundle,
     )
     assert r.status_code == 200
-    assert auth.provider.credential.source == "jsonfile"
+    report = source_report(auth)  # the public answer to "which source answered, and why"
+    assert report.answered_by == "jsonfile", str(report)
+    assert report.answered is not None and report.answered.plugin == "jsonfile"
+    assert report.answered.distribution == "requests-ppauth-example"

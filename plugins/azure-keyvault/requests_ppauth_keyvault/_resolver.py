@@ -84,8 +84,10 @@ class KeyVaultResolver:
         return _references.claims(reference, self._allowed(request))
 
     def _allowed(self, request: SourceRequest) -> frozenset[str]:
+        # the request's environment, not os.environ: the core may run a lookup for a
+        # profile with variables of its own (and the contract checks a source does so)
         return _settings.allowed_hosts(
-            request, self.hosts | _references.hosts_from_env(os.environ.get(HOSTS_VAR))
+            request, self.hosts | _references.hosts_from_env(request.environ.get(HOSTS_VAR))
         )
 
     # -- resolving -----------------------------------------------------------------
