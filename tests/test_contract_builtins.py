@@ -14,6 +14,9 @@ from requests_ppauth.testing.contract import ExpectedCredential, SourceContract,
 class TestEnvSourceContract(SourceContract):
     plugin = env_plugin
 
+    def provision_unavailable(self, profile):
+        pytest.skip("the env source has no store: its values arrive in request.environ")
+
     @pytest.fixture
     def source(self):
         self.environ: dict[str, dict[str, str]] = {}
@@ -38,6 +41,9 @@ class TestEnvSourceContract(SourceContract):
 
 class TestFileSourceContract(SourceContract):
     plugin = file_plugin
+
+    def provision_unavailable(self, profile):
+        pytest.skip("the file source is handed settings the core already read")
 
     @pytest.fixture
     def source(self):

@@ -39,6 +39,13 @@ class TestKeyVaultSecretSource(SourceContract):
         # recognised (the table names a secret) but the secret is not in the vault
         self.settings[profile] = self.vault.settings({"client_secret": self.vault.ref("absent")})
 
+    def provision_unavailable(self, profile):
+        # the vault hangs: every read answers only after 3 s, the profile waits 0.5 s
+        stored = self.provision(profile)
+        self.settings[profile]["keyvault"] |= {"timeout": 0.5, "retries": 0}
+        self.vault.emu.inject("vault", latency=3.0, times=None)
+        return stored
+
     def request_for(self, profile):
         return make_request(profile, settings=self.settings.get(profile, {}))
 

@@ -9,11 +9,13 @@ Both go through the real ``keyring`` library, made current with ``keyring.set_ke
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import keyring
 import pytest
 import requests_ppauth_keyring
+from keyring.backends import fail
 from requests_ppauth_keyring import SERVICE, KeyringResolver, KeyringSource, set_secret
 
 from requests_ppauth import SecretReferenceError
@@ -57,6 +59,13 @@ class KeyringSourceContract(SourceContract):
     def request_for(self, profile: str) -> SourceRequest:
         return make_request(profile, settings=self.settings.get(profile, {}))
 
+    def provision_unavailable(self, profile: str) -> ExpectedCredential:
+        # the secret is stored, then no backend is usable (keyring's own "fail" backend:
+        # what a machine without a Secret Service or keyrings.alt gets)
+        stored = self.provision(profile)
+        keyring.set_keyring(fail.Keyring())
+        return stored
+
 
 class TestSecretServiceSource(KeyringSourceContract):
     @pytest.fixture
@@ -67,7 +76,14 @@ class TestSecretServiceSource(KeyringSourceContract):
 class TestFileKeyringSource(KeyringSourceContract):
     @pytest.fixture
     def keyring_under_test(self, file_keyring: Any) -> Any:
+        self.keyring_file = Path(file_keyring.backend.file_path)
         return file_keyring
+
+    def provision_unavailable(self, profile: str) -> ExpectedCredential:
+        # the keyring file cannot be parsed any more (a corrupt or foreign file)
+        stored = self.provision(profile)
+        self.keyring_file.write_text(f"{stored.secrets[0]}\n[[[ not an ini file\n")
+        return stored
 
 
 class KeyringResolverContract(ResolverContract):

@@ -35,7 +35,9 @@ class EntryTests:
         secret = f"s3cr3t-{uuid.uuid4().hex}"
         backend.apply([Op("at:contract", {"secret": secret, "expires_on": time.time() + 3600})])
         for what, shown in (("location", backend.location), ("repr", repr(backend))):
-            assert secret not in shown, f"{what}: expected no secret, got one in {shown!r}"
+            assert secret not in shown, (
+                f"{what}: expected no secret, got one in {shown.replace(secret, '***')!r}"
+            )
 
     def test_an_empty_backend_holds_nothing(self, backend: CacheBackend) -> None:
         _same(_get(backend, ["at:absent", "msal:absent"]), {}, "get on an empty backend")

@@ -109,7 +109,9 @@ class LockAndThreadTests:
             worker.start()
         for worker in workers:
             worker.join(60)
-        assert not any(w.is_alive() for w in workers), "writer threads: still running after 60 s"
+        assert not any(w.is_alive() for w in workers), (
+            "writer threads: expected them done within 60 s, got some still running"
+        )
         assert not failed, f"a writer thread's apply: expected None, got {failed[0]!r}"
         want: dict[str, Entry] = {
             f"at:t{t}-{i}": {"t": str(t), "i": i} for t in range(threads) for i in range(count)

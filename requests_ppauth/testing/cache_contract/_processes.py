@@ -187,7 +187,7 @@ class ProcessTests:
         from requests_ppauth import ClientSecret, PowerPlatformAuth
 
         emu, sample = ppauth_emulator, ppauth_emulator.sample
-        assert sample is not None
+        assert sample is not None, "ppauth_emulator: expected its sample app, got sample=None"
         params = {
             "tenant_id": sample.tenant_id,
             "client_id": sample.client_id,
@@ -199,7 +199,8 @@ class ProcessTests:
         children = [cache_contract_workers("token", backend, params) for _ in range(self.processes)]
         for child in children:
             child.ready()
-        assert emu.count("token") == 0, "token requests before the start signal"
+        early = emu.count("token")
+        assert early == 0, f"token requests before the start signal: expected 0, got {early}"
         for child in children:
             child.go()
         results = [child.result(timeout=120) for child in children]
@@ -220,7 +221,9 @@ class ProcessTests:
             cache=backend,
         )
         got = digest(auth.provider.get(SCOPE).token)
-        assert {got} == tokens, "a fresh auth on the backend: expected the processes' token"
+        assert {got} == tokens, (
+            "a fresh auth on the backend: expected the processes' token, got another one"
+        )
         assert emu.count("token") == 1, (
             f"a fresh auth on the backend: expected no token request, got {emu.count('token') - 1}"
         )
