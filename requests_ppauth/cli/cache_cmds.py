@@ -33,9 +33,11 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "cache",
         parents=parents,
         help="where the token cache is, what it holds, and clearing it",
-        description="The token cache shared by every process of this user: --cache, "
-        "PPAUTH_CACHE or the profile's cache, else the file cache in PPAUTH_CACHE_DIR "
-        "or the platform's cache directory.",
+        description=common.plain(
+            "The token cache shared by every process of this user: --cache, "
+            "PPAUTH_CACHE or the profile's cache, else the file cache in PPAUTH_CACHE_DIR "
+            "or the platform's cache directory."
+        ),
     )
     sub = p.add_subparsers(dest="cache_command", metavar="SUBCOMMAND", required=True)
     path = sub.add_parser("path", parents=parents, help="print where the cache is")
@@ -45,9 +47,11 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "keygen",
         parents=parents,
         help="print a new key for PPAUTH_CACHE_KEY (seals cached tokens)",
-        description="Print a new random key (base64 of 32 bytes) for PPAUTH_CACHE_KEY: "
-        "with it set, cached tokens are stored sealed (AES-256-GCM). To rotate, set "
-        "PPAUTH_CACHE_KEY=<new>,<old> until the old key's entries have expired.",
+        description=common.plain(
+            "Print a new random key (base64 of 32 bytes) for PPAUTH_CACHE_KEY: "
+            "with it set, cached tokens are stored sealed (AES-256-GCM). To rotate, set "
+            "PPAUTH_CACHE_KEY=<new>,<old> until the old key's entries have expired."
+        ),
     )
     keygen.add_argument("--json", action="store_true", help="print JSON")
     keygen.set_defaults(func=run_keygen)
@@ -70,6 +74,7 @@ def sealing(backend: Any) -> tuple[bool | None, list[str]]:
 
 def run_path(args: argparse.Namespace) -> int:
     """Print the cache's location (and, on stderr, whether it is sealed)."""
+    common.reject_unused(args, "cache path", uses=("profile", "cache", "verbose"))
     backend = common.cache_backend(args)
     sealed, key_ids = sealing(backend)
     if args.json:
@@ -87,6 +92,7 @@ def run_path(args: argparse.Namespace) -> int:
 
 def run_keygen(args: argparse.Namespace) -> int:
     """Print a new cache key: output the user asked for."""
+    common.reject_unused(args, "cache keygen", uses=("verbose",), why="a key is random")
     from requests_ppauth.cache.seal import Sealer, generate_key, parse_keys
 
     key = generate_key()

@@ -1,4 +1,5 @@
-"""What the commands share: the profile, the auth object, URLs, time and JSON output."""
+"""What the commands share: the profile, the auth object, URLs, time and JSON output,
+help text rendered plain, and refusing global options a command would ignore."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import base64
 import binascii
 import json
 import os
+import re
 import sys
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,85 @@ from requests_ppauth.cli.failures import CLIError, UsageError
 from requests_ppauth.clouds import get_cloud
 from requests_ppauth.config import Profile, load_profile
 from requests_ppauth.credentials import Credential
+
+# reStructuredText in docstrings, which double as --help descriptions: roles
+# (:mod:`x`, :class:`~a.B`, :func:`title <target>`), ``literals``, `links`_, and the
+# "::" that announces a literal block.
+_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`([^`]+)`")
+_LITERAL = re.compile(r"``(.+?)``", re.S)
+_LINK = re.compile(r"`([^`<]+?)(?:\s*<[^>]*>)?`__?")
+_DIRECTIVE = re.compile(r"^\.\. [a-z-]+::.*$\n?", re.M)
+_EMPHASIS = re.compile(r"(?<![\w*`])\*{1,2}([A-Za-z][\w' -]*?[A-Za-z]|[A-Za-z])\*{1,2}(?![\w*])")
+
+
+def _role_text(match: re.Match[str]) -> str:
+    text = match.group(1)
+    if "<" in text and text.endswith(">"):  # :func:`the title <target>`
+        return text[: text.index("<")].strip()
+    if text.startswith("~"):  # :class:`~requests_ppauth.PowerPlatformAuth`: the last part
+        return text[1:].rsplit(".", 1)[-1]
+    return text
+
+
+def _literal_text(match: re.Match[str]) -> str:
+    text = match.group(1)
+    # a command or anything with spaces keeps the quotes every hint uses (`ppauth doctor`);
+    # a single name (PPAUTH_CONFIG, requests.Session) reads fine bare
+    return f"`{text}`" if " " in text else text
+
+
+def plain(text: str | None) -> str:
+    """``text`` (a docstring, a help string) without its reStructuredText markup.
+
+    Module docstrings are the commands' ``--help`` descriptions; argparse prints them
+    as they are, so markup meant for Sphinx would reach the terminal as backticks and
+    colons. Every command's parser goes through this one function.
+    """
+    if not text:
+        return ""
+    text = _DIRECTIVE.sub("", text)
+    text = _ROLE.sub(_role_text, text)
+    text = _LITERAL.sub(_literal_text, text)
+    text = _LINK.sub(lambda m: m.group(1), text)
+    text = _EMPHASIS.sub(lambda m: m.group(1), text)
+    return re.sub(r"(?<=\S)::$", ":", text, flags=re.M)
+
+
+# The global options (argparse dest -> the flag to name in a message).
+GLOBAL_OPTIONS = {
+    "profile": "--profile",
+    "cloud": "--cloud",
+    "authority_host": "--authority-host",
+    "ca_bundle": "--ca-bundle",
+    "host_scope": "--host-scope",
+    "allow_host": "--allow-host",
+    "cache": "--cache",
+    "verbose": "--verbose",
+}
+
+
+def reject_unused(
+    args: argparse.Namespace, command: str, uses: Iterable[str], why: str = ""
+) -> None:
+    """A usage error (exit status 2) naming the global options given to ``command`` that
+    it does not use (every one not in ``uses``).
+
+    Every command accepts the global options, before or after its name; one that would
+    ignore some must say so, or ``ppauth demo --cloud china`` looks like a demo of the
+    China cloud. ``why`` says what the command does instead.
+    """
+    used = set(uses)
+    given = [
+        flag
+        for dest, flag in GLOBAL_OPTIONS.items()
+        if dest not in used and getattr(args, dest, None) not in (None, False, [])
+    ]
+    if given:
+        names = ", ".join(given)
+        raise UsageError(
+            f"`ppauth {command}` does not use {names}" + (f": {why}" if why else ""),
+            f"drop {names}; `ppauth {command} --help` lists what it takes",
+        )
 
 
 def profile_name(args: argparse.Namespace) -> str:

@@ -1,11 +1,17 @@
-"""``ppauth demo``: the main job in one command, against the built-in emulator.
+"""ppauth demo: the main job in one command, against the built-in emulator.
 
-Starts the emulator in this process, writes an isolated profile into a temp directory
-(``PPAUTH_CONFIG`` and ``PPAUTH_CACHE_DIR`` point there, so the user's files are never
-touched), then runs N worker processes (``spawn``) that each make M API calls through a
-``requests.Session`` with ``PowerPlatformAuth``, sharing the on-disk cache. Reports the
-calls made, the token requests the identity provider received (one is the point), the
-cache location and the per-request cost of the auth with a valid token in memory.
+Starts N worker processes and, while they import, the emulator of Entra ID and the
+Power Platform API (in this process, on 127.0.0.1), with a profile of its own in a
+temporary directory: your config file and token cache are never touched. When every
+worker is ready, each makes M API calls through a requests Session with
+PowerPlatformAuth; they share the token through the on-disk cache, so the identity
+provider receives one token request for all of them.
+
+The heading comes first; on a terminal (or with --progress) one line on stderr then
+follows the work from the first worker's start: workers started, calls made, token
+requests. The summary at the end gives the total time since the command started,
+start-up included. The emulator, the profile and the cache are removed on exit
+(--keep keeps the profile and the cache). --json prints the JSON report only.
 Exit status 0 only when every call succeeded and exactly one token was requested.
 """
 
@@ -20,14 +26,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from requests_ppauth.cli import common, config_file
 from requests_ppauth.cli.failures import CLIError
-from requests_ppauth.cli.progress import Progress
 
 PROFILE = "demo"
 SCOPE = "https://api.powerplatform.com/.default"
@@ -35,6 +40,8 @@ PATH = "/environmentmanagement/environments?api-version=2024-10-01"
 READY_TIMEOUT = 60.0
 OVERHEAD_CALLS = 5000
 OVERHEAD_REPEATS = 7
+REDRAW_INTERVAL = 0.1
+TICK = 0.1  # how long a wait for a worker's message lasts before the line is redrawn
 
 
 @dataclass
@@ -48,19 +55,28 @@ class Result:
     failed: int = 0
     first_error: str | None = None
     startup_seconds: float = 0.0
-    seconds: float = 0.0
+    calls_seconds: float = 0.0
+    total_seconds: float = 0.0
     token_requests: int = 0
     discovery_requests: int = 0
-    cache: str = ""
-    kept: bool = False
     auth_overhead_us: float = 0.0
-    emulator: dict[str, str] = field(default_factory=dict)
-    config: str = ""
+    kept: bool = False
+    directory: str | None = None  # only when kept: otherwise it no longer exists
+    config: str | None = None
+    cache: str | None = None
 
     @property
     def ok(self) -> bool:
         """Every call succeeded with exactly one token request."""
         return self.failed == 0 and self.succeeded == self.calls and self.token_requests == 1
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON report (times rounded to the millisecond)."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        for name in ("startup_seconds", "calls_seconds", "total_seconds"):
+            data[name] = round(data[name], 3)
+        data["auth_overhead_us"] = round(self.auth_overhead_us, 2)
+        return {"ok": self.ok, **data}
 
 
 def _count(text: str) -> int:
@@ -76,15 +92,120 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "demo",
         parents=parents,
         help="see it work: N processes x M calls against the built-in emulator, 1 token",
-        description=__doc__,
+        description=common.plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--workers", type=_count, default=8, help="worker processes (default 8)")
     p.add_argument("--calls", type=_count, default=50, help="API calls per worker (default 50)")
-    p.add_argument("--progress", action="store_true", help="live progress even without a TTY")
-    p.add_argument("--keep", action="store_true", help="keep the temp directory (config, cache)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--progress", action="store_true", help="the live progress line even without a TTY"
+    )
+    p.add_argument("--keep", action="store_true", help="keep the temporary profile and token cache")
+    p.add_argument("--json", action="store_true", help="print the report as JSON, and only that")
     p.set_defaults(func=run)
+
+
+# -- time ---------------------------------------------------------------------------------
+
+
+def _process_started() -> float:
+    """``time.monotonic()`` when this ``ppauth`` process started (Linux: from /proc), so
+    the total the demo reports includes the interpreter's start and the imports, as a
+    stopwatch would; elsewhere, or when the demo runs inside another program, when this
+    module was imported."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if not (
+        Path(sys.argv[0]).name == "ppauth"
+        or (spec is not None and spec.name == "requests_ppauth.cli.__main__")
+    ):
+        return _IMPORTED
+    try:
+        with open("/proc/self/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+        age = uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+    except (OSError, ValueError, IndexError):
+        return _IMPORTED
+    # /proc/uptime is CLOCK_BOOTTIME, monotonic() is not: use only the age, and only
+    # when it is plausible (a suspended laptop makes the two clocks differ)
+    return time.monotonic() - age if 0 <= age < 600 else _IMPORTED
+
+
+_IMPORTED = time.monotonic()
+
+
+# -- what the person watching sees -------------------------------------------------------
+
+
+class Display:
+    """The heading at once, then one live line on stderr: workers started, calls made,
+    token requests, seconds since the command started.
+
+    Live on a terminal or with ``--progress``; with ``--json`` (and no ``--progress``)
+    or without a terminal, nothing but the report, so logs hold one summary.
+    """
+
+    def __init__(
+        self, workers: int, calls: int, *, live: bool, started: float, out: TextIO | None
+    ) -> None:
+        self.workers = workers
+        self.calls = calls
+        self.live = live
+        self.started = started
+        self.out = out
+        self.err = sys.stderr
+        self.where = "with a temporary profile and token cache"
+        self.workers_started = 0
+        self.calls_made = 0
+        self.token_requests: Callable[[], int] = lambda: 0
+        self._drawn = 0.0
+        self._width = 0
+
+    def heading(self) -> None:
+        """What the demo is and what it starts first: before anything is started."""
+        if self.out is None:
+            return
+        plural = "es" if self.workers != 1 else ""
+        self.out.write(
+            f"ppauth demo: {self.workers} processes x {self.calls // self.workers} API calls, "
+            "each through a requests Session with PowerPlatformAuth\n"
+            f"starting {self.workers} worker process{plural} and the emulator (Entra ID and the "
+            "Power Platform API, on 127.0.0.1)\n"
+            f"{self.where}: your own files are not touched\n"
+        )
+        self.out.flush()
+
+    def line(self) -> str:
+        """``workers started 8/8, calls made 120/400, token requests 1, 3.4 s``."""
+        return (
+            f"workers started {self.workers_started}/{self.workers}, "
+            f"calls made {self.calls_made}/{self.calls}, "
+            f"token requests {self.token_requests()}, "
+            f"{time.monotonic() - self.started:.1f} s"
+        )
+
+    def tick(self, *, force: bool = False) -> None:
+        """Redraw the live line if it is due (at most ten times a second)."""
+        now = time.monotonic()
+        if not self.live or (not force and now - self._drawn < REDRAW_INTERVAL):
+            return
+        self._drawn = now
+        text = self.line()
+        self.err.write("\r" + text.ljust(self._width))
+        self.err.flush()
+        self._width = len(text)
+
+    def clear(self) -> None:
+        """Erase the live line: the summary that follows says it all, once."""
+        if self.live and self._width:
+            self.err.write("\r" + " " * self._width + "\r")
+            self.err.flush()
+            self._width = 0
+
+
+# -- the run ------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -125,28 +246,49 @@ def write_profile(emu: Any, root: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo, print the report; exit status 0 only if it all worked."""
-    started = time.perf_counter()
+    started = _process_started()
+    common.reject_unused(
+        args,
+        "demo",
+        uses=("verbose",),
+        why="it runs against its own emulator, with a temporary profile and token cache",
+    )
+    live = bool(args.progress) or (not args.json and sys.stderr.isatty())
+    calls = args.workers * args.calls
+    display = Display(
+        args.workers, calls, live=live, started=started, out=None if args.json else sys.stdout
+    )
+    if args.keep:
+        display.where = "with a profile and token cache of its own, kept at the end (--keep)"
+    display.heading()
     root = Path(tempfile.mkdtemp(prefix="ppauth-demo-"))
-    result = Result(workers=args.workers, calls_per_worker=args.calls, kept=args.keep)
+    result = Result(workers=args.workers, calls_per_worker=args.calls, calls=calls)
     try:
-        with isolated_environment(root), Workers(args.workers) as workers:
+        with isolated_environment(root), Workers(args.workers, display) as workers:
             from requests_ppauth.testing import Emulator  # while the workers import
 
             with Emulator() as emu:
-                result.config = str(write_profile(emu, root))
-                result.emulator = {"identity": emu.authority_host, "api": emu.api_url}
+                display.token_requests = lambda: emu.count("token")
+                write_profile(emu, root)
                 url = emu.api_url + PATH
                 hosts = {common.netloc(emu.api_url): SCOPE}
-                workers.run((url, hosts, emu.ca_bundle, args.calls), args, result)
+                workers.run((url, hosts, emu.ca_bundle, args.calls), result)
+                display.tick(force=True)
                 result.auth_overhead_us = measure_overhead(url, hosts)
                 result.token_requests = emu.count("token")
                 result.discovery_requests = emu.count("discovery")
-                result.cache = str(root / "cache" / "cache.db")
-        result.startup_seconds = workers.startup_seconds
+                display.token_requests = lambda: result.token_requests
     finally:
-        if not args.keep:
+        display.clear()
+        if args.keep:
+            result.kept = True
+            result.directory = str(root)
+            result.config = str(root / "config.toml")
+            result.cache = str(root / "cache" / "cache.db")
+        else:
             shutil.rmtree(root, ignore_errors=True)
-    report(result, time.perf_counter() - started, args.json)
+    result.total_seconds = time.monotonic() - started
+    report(result, args.json)
     if result.failed or result.succeeded != result.calls:
         raise CLIError(
             f"{result.failed} of {result.calls} calls failed (first: {result.first_error})",
@@ -164,21 +306,21 @@ def run(args: argparse.Namespace) -> int:
 class Workers:
     """The worker processes (``spawn``): started first, given their job when all are ready."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, display: Display) -> None:
         import multiprocessing
 
         self.count = count
+        self.display = display
         self.ctx = multiprocessing.get_context("spawn")
         self.jobs: Any = self.ctx.Queue()
         self.messages: Any = self.ctx.Queue()
         self.procs: list[Any] = []
-        self.startup_seconds = 0.0
         self._spawned = 0.0
 
     def __enter__(self) -> Workers:
         from requests_ppauth.cli import demo_worker
 
-        self._spawned = time.perf_counter()
+        self._spawned = time.monotonic()
         self.procs = [
             self.ctx.Process(
                 target=demo_worker.work,
@@ -188,72 +330,76 @@ class Workers:
             )
             for i in range(self.count)
         ]
-        for proc in self.procs:
-            proc.start()
+        try:
+            for proc in self.procs:
+                proc.start()
+                self.display.tick()  # the line appears with the first worker
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         for _ in self.procs:
             self.jobs.put(None)  # workers still waiting for a job leave
         for proc in self.procs:
+            if proc.pid is None:  # never started
+                continue
             proc.join(timeout=10)
             if proc.is_alive():
                 proc.kill()
+                proc.join(timeout=10)
 
-    def run(self, job: tuple[Any, ...], args: argparse.Namespace, result: Result) -> None:
+    def run(self, job: tuple[Any, ...], result: Result) -> None:
         """Hand every worker ``job`` at once; follow their calls; add up their summaries."""
-        _wait_ready(self.procs, self.messages)
-        self.startup_seconds = time.perf_counter() - self._spawned
-        result.calls = self.count * args.calls
-        progress = Progress(result.calls, "calls", live=True if args.progress else None)
-        t0 = time.perf_counter()
+        self._wait_ready()
+        now = time.monotonic()
+        result.startup_seconds = now - self.display.started
         for _ in self.procs:
             self.jobs.put(job)
-        finished = _follow(self.procs, self.messages, progress, args.calls)
-        result.seconds = time.perf_counter() - t0
-        progress.finish()
+        finished = self._follow(result.calls_per_worker)
+        result.calls_seconds = time.monotonic() - now
         for ok, failed, error in finished.values():
             result.succeeded += ok
             result.failed += failed
             result.first_error = result.first_error or error
 
+    def _wait_ready(self) -> None:
+        display = self.display
+        deadline = time.monotonic() + READY_TIMEOUT
+        while display.workers_started < len(self.procs):
+            display.tick()
+            try:
+                kind, *_ = self.messages.get(timeout=TICK)
+            except queues.Empty:
+                if time.monotonic() > deadline or all(not p.is_alive() for p in self.procs):
+                    raise CLIError(
+                        f"only {display.workers_started} of {len(self.procs)} worker "
+                        "processes started",
+                        "rerun with --verbose and fewer --workers",
+                    ) from None
+                continue
+            display.workers_started += kind == "ready"
+        display.tick(force=True)
 
-def _wait_ready(procs: list[Any], messages: Any) -> None:
-    ready = 0
-    deadline = time.monotonic() + READY_TIMEOUT
-    while ready < len(procs):
-        try:
-            kind, *_ = messages.get(timeout=0.2)
-        except queues.Empty:
-            if time.monotonic() > deadline or all(not p.is_alive() for p in procs):
-                raise CLIError(
-                    f"only {ready} of {len(procs)} worker processes started",
-                    "rerun with --verbose and fewer --workers",
-                ) from None
-            continue
-        ready += kind == "ready"
-
-
-def _follow(
-    procs: list[Any], messages: Any, progress: Progress, calls: int
-) -> dict[int, tuple[int, int, str | None]]:
-    finished: dict[int, tuple[int, int, str | None]] = {}
-    done = 0
-    while len(finished) < len(procs):
-        try:
-            message = messages.get(timeout=0.2)
-        except queues.Empty:
-            for i, proc in enumerate(procs):  # a worker that died without a summary
-                if i not in finished and proc.exitcode is not None:
-                    finished[i] = (0, calls, f"worker {i} exited with status {proc.exitcode}")
-            continue
-        if message[0] == "call":
-            done += 1
-            progress.update(done)
-        elif message[0] == "done":
-            _, index, ok, failed, error = message
-            finished[index] = (ok, failed, error)
-    return finished
+    def _follow(self, calls: int) -> dict[int, tuple[int, int, str | None]]:
+        display = self.display
+        finished: dict[int, tuple[int, int, str | None]] = {}
+        while len(finished) < len(self.procs):
+            display.tick()
+            try:
+                message = self.messages.get(timeout=TICK)
+            except queues.Empty:
+                for i, proc in enumerate(self.procs):  # a worker that died without a summary
+                    if i not in finished and proc.exitcode is not None:
+                        finished[i] = (0, calls, f"worker {i} exited with status {proc.exitcode}")
+                continue
+            if message[0] == "call":
+                display.calls_made += 1
+            elif message[0] == "done":
+                _, index, ok, failed, error = message
+                finished[index] = (ok, failed, error)
+        return finished
 
 
 def measure_overhead(url: str, hosts: dict[str, str]) -> float:
@@ -279,40 +425,48 @@ def measure_overhead(url: str, hosts: dict[str, str]) -> float:
     return statistics.median(samples) / 1000
 
 
-def report(result: Result, total: float, as_json: bool) -> None:
-    """Print what was measured."""
+def report(result: Result, as_json: bool) -> None:
+    """The one summary, last: what was measured, and only what still exists."""
     if as_json:
-        common.print_json({**asdict(result), "ok": result.ok, "total_seconds": round(total, 3)})
+        common.print_json(result.as_json())
         return
-    cache_note = "kept (--keep)" if result.kept else "deleted on exit; --keep keeps it"
+    rest = max(result.total_seconds - result.startup_seconds - result.calls_seconds, 0.0)
+    if result.kept:
+        left = (
+            f"the profile and token cache in {result.directory} (--keep): "
+            f"rm -r {result.directory} removes them"
+        )
+    else:
+        left = "nothing: the emulator, profile and cache were temporary (--keep keeps them)"
     rows = [
         (
             "calls made",
-            f"{result.calls} ({result.succeeded} succeeded, {result.failed} failed) in "
-            f"{result.seconds:.2f} s, after {result.startup_seconds:.2f} s starting the workers",
+            f"{result.calls} by {result.workers} processes: "
+            f"{result.succeeded} succeeded, {result.failed} failed",
         ),
-        ("token requests", f"{result.token_requests} to the identity provider (expected 1)"),
-        ("cache", f"{result.cache} ({cache_note})"),
+        (
+            "token requests",
+            f"{result.token_requests} to the identity provider (expected 1): "
+            "shared through the on-disk cache",
+        ),
         (
             "auth overhead",
-            f"{result.auth_overhead_us:.1f} µs per request "
-            "(CPU time of PowerPlatformAuth.__call__, valid token in memory)",
+            f"{result.auth_overhead_us:.1f} µs per request with a valid token in memory (CPU time)",
         ),
+        (
+            "time",
+            f"{result.startup_seconds:.1f} s starting up, {result.calls_seconds:.1f} s of calls, "
+            f"{rest:.1f} s measuring and cleaning up",
+        ),
+        ("left behind", left),
     ]
     out = sys.stdout
-    out.write(
-        f"ppauth demo: {result.workers} processes x {result.calls_per_worker} API calls, each "
-        "through a requests Session with PowerPlatformAuth\n"
-    )
-    out.write(
-        f"  emulator        identity {result.emulator['identity']}, API {result.emulator['api']}\n"
-    )
-    out.write(
-        f"  profile         {PROFILE} in {result.config} (isolated: your files are untouched)\n\n"
-    )
+    out.write("\n")
     common.table(rows, indent="  ")
+    calls = f"{result.succeeded}/{result.calls} calls"
+    tokens = f"{result.token_requests} token request{'s' if result.token_requests != 1 else ''}"
     out.write(
-        f"\n{'OK' if result.ok else 'FAILED'}: {result.succeeded}/{result.calls} calls, "
-        f"{result.token_requests} token request{'s' if result.token_requests != 1 else ''} "
-        f"in {total:.1f} s.\n"
+        f"\n{'OK' if result.ok else 'FAILED'}: {calls}, {tokens}, "
+        f"in {result.total_seconds:.1f} s (start-up included).\n"
     )
+    out.flush()

@@ -51,7 +51,7 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "doctor",
         parents=parents,
         help="check config, credential, clock, certificate, cache and authority",
-        description=__doc__,
+        description=common.plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -19,7 +19,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from requests_ppauth.cli.common import netloc
+from requests_ppauth.cli.common import netloc, plain, reject_unused
 
 PP_SCOPE = "https://api.powerplatform.com/.default"
 
@@ -30,7 +30,7 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "emulator",
         parents=parents,
         help="run the local Entra ID + Power Platform emulator until Ctrl-C",
-        description=__doc__,
+        description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--json", action="store_true", help="print one JSON line (for scripts)")
@@ -64,6 +64,7 @@ def environment(info: dict[str, Any], cache_dir: str) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Start, print, wait for a signal, stop."""
+    reject_unused(args, "emulator", uses=("verbose",), why="it is its own identity provider")
     from requests_ppauth.testing import Emulator
 
     done = threading.Event()

@@ -33,11 +33,13 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "login",
         parents=parents,
         help="sign in as a person with a device code (MFA works); later commands reuse it",
-        description="Sign in as a person: show a code and a URL (on stderr), wait while you "
-        "sign in on any device, and keep the account and its refresh token in the token "
-        "cache, where `ppauth token` and PowerPlatformAuth find it. The app: the profile's "
-        "client_id (a public client app), else PPAUTH_CLIENT_ID; the profile should say "
-        "device_code = true.",
+        description=common.plain(
+            "Sign in as a person: show a code and a URL (on stderr), wait while you "
+            "sign in on any device, and keep the account and its refresh token in the token "
+            "cache, where `ppauth token` and PowerPlatformAuth find it. The app: the profile's "
+            "client_id (a public client app), else PPAUTH_CLIENT_ID; the profile should say "
+            "device_code = true."
+        ),
     )
     p.add_argument(
         "--device-code",
@@ -55,9 +57,11 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "logout",
         parents=parents,
         help="remove the profile's signed-in accounts and their tokens from the token cache",
-        description="Remove the accounts signed in with the profile's app (with the profile's "
-        "username: only that one), their refresh tokens and the cached access tokens from the "
-        "shared token cache. For a service principal's cached tokens, see `ppauth cache clear`.",
+        description=common.plain(
+            "Remove the accounts signed in with the profile's app (with the profile's "
+            "username: only that one), their refresh tokens and the cached access tokens from the "
+            "shared token cache. For a service principal's cached tokens, see `ppauth cache clear`."
+        ),
     )
     p.set_defaults(func=run_logout)
 

@@ -75,8 +75,10 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "profile",
         parents=parents,
         help="list, show, add or remove profiles in the config file",
-        description="Edit the TOML config file ([profiles.<name>] tables). Its path: "
-        "PPAUTH_CONFIG, else the platform's config directory.",
+        description=common.plain(
+            "Edit the TOML config file ([profiles.<name>] tables). Its path: "
+            "PPAUTH_CONFIG, else the platform's config directory."
+        ),
     )
     sub = p.add_subparsers(dest="profile_command", metavar="SUBCOMMAND", required=True)
     ls = sub.add_parser("list", parents=parents, help="profiles in the config file")
@@ -102,11 +104,13 @@ def _add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "add",
         parents=parents,
         help="add a profile",
-        description="Add [profiles.NAME] to the config file. A secret option given without "
-        "a value prompts for it (or reads a line from stdin when it is not a terminal). "
-        "Secrets go to a secret store plugin (the keyring plugin) and the file gets a "
-        "reference; without one, --store-secret-in-file is required. --cloud, "
-        "--authority-host and --ca-bundle are saved in the profile when given.",
+        description=common.plain(
+            "Add [profiles.NAME] to the config file. A secret option given without "
+            "a value prompts for it (or reads a line from stdin when it is not a terminal). "
+            "Secrets go to a secret store plugin (the keyring plugin) and the file gets a "
+            "reference; without one, --store-secret-in-file is required. --cloud, "
+            "--authority-host and --ca-bundle are saved in the profile when given."
+        ),
     )
     p.add_argument("name")
     for option, setting, text in _OPTIONS:
@@ -206,6 +210,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     """Print one profile, secrets hidden."""
+    common.reject_unused(args, "profile show", uses=("profile", "verbose"))
     name = args.name or common.profile_name(args)
     path = config_path()
     _, profiles = config_file.read(path)
@@ -376,6 +381,7 @@ def _place_secrets(
 
 def run_remove(args: argparse.Namespace) -> int:
     """Remove the profile (and, unless told otherwise, its stored secrets)."""
+    common.reject_unused(args, "profile remove", uses=("verbose",), why="it removes NAME")
     name = args.name
     path = config_path()
     with config_file.locked(path):

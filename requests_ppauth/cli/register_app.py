@@ -34,7 +34,7 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "register-app",
         parents=parents,
         help="register an app (service principal) with Power Platform",
-        description=__doc__,
+        description=common.plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--client-id", type=_guid, help="the application (client) id to register")

@@ -24,9 +24,11 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "token",
         parents=parents,
         help="print an access token (for scripts)",
-        description="Print an access token for a scope: the token alone on stdout, or JSON "
-        "with its expiry (--json). Default scope: the profile's scope, else the Power "
-        "Platform API's (https://api.powerplatform.com/.default in the public cloud).",
+        description=common.plain(
+            "Print an access token for a scope: the token alone on stdout, or JSON "
+            "with its expiry (--json). Default scope: the profile's scope, else the Power "
+            "Platform API's (https://api.powerplatform.com/.default in the public cloud)."
+        ),
     )
     _scope_options(p)
     p.add_argument(
@@ -40,8 +42,10 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "whoami",
         parents=parents,
         help="who the current token stands for (decoded claims, never the token)",
-        description="Get a token as `ppauth token` would and show what it says: tenant, app, "
-        "user, roles or scopes, expiry. The token itself is never printed.",
+        description=common.plain(
+            "Get a token as `ppauth token` would and show what it says: tenant, app, "
+            "user, roles or scopes, expiry. The token itself is never printed."
+        ),
     )
     _scope_options(p)
     p.add_argument("--json", action="store_true", help="print JSON, with every claim")

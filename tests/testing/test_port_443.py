@@ -4,18 +4,18 @@ builds without the authority's port (the ROPC user realm lookup,
 http client and no ``emu.http_client()``.
 
 Port 443 holds one listener at a time and pytest-xdist runs modules in parallel: the
-module fixture :func:`emulator_on_443` takes a file lock for as long as its emulator
+module fixture :func:`emulator_on_443` takes a lock for as long as its emulator
 runs (other modules using port 443 import it), and skips, saying why, when the port
-cannot be bound.
+cannot be bound. The lock is an abstract unix socket: like the port, it belongs to the
+network namespace (so separate test runs on the machine wait for each other too), it
+leaves nothing on disk, and it is released when its holder exits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
-import os
-import tempfile
+import socket
 import time
 from collections.abc import Iterator
 
@@ -25,30 +25,29 @@ import requests
 
 from requests_ppauth.testing import Emulator
 
-LOCK_PATH = os.path.join(tempfile.gettempdir(), "requests-ppauth-emulator-port-443.lock")
+LOCK_NAME = "\0requests-ppauth-emulator-port-443"  # abstract: no file
 LOCK_WAIT = 300  # seconds: another worker's module holds the port meanwhile
 
 
 @contextlib.contextmanager
 def port_443_lock() -> Iterator[None]:
     """Serialise port-443 emulators across processes (xdist workers)."""
-    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o600)
+    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         deadline = time.monotonic() + LOCK_WAIT
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                lock.bind(LOCK_NAME)  # bound: held, until closed or this process exits
                 break
-            except BlockingIOError:
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
                 if time.monotonic() > deadline:
-                    pytest.skip(f"port 443: {LOCK_PATH} stayed locked for {LOCK_WAIT}s")
+                    pytest.skip(f"port 443: another test held its lock for {LOCK_WAIT}s")
                 time.sleep(0.1)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        yield
     finally:
-        os.close(fd)
+        lock.close()
 
 
 @contextlib.contextmanager
