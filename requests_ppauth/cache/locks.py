@@ -202,3 +202,69 @@ def polled(
         yield True
     finally:
         lock.release()
+
+
+STORED = "stored"  # what a wait yields when the holder stored its result meanwhile
+
+
+def stored_since(marker: str | os.PathLike[str], since_ns: int) -> bool:
+    """Whether ``marker`` says its lock's holder stored a result after ``since_ns``
+    (``time.time_ns()``). Any doubt (no file, a link, a short read) is False: the
+    caller then waits for the lock itself, which is always correct, only slower."""
+    try:
+        fd = os.open(marker, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        data = os.read(fd, 8)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return len(data) == 8 and int.from_bytes(data, "big") > since_ns
+
+
+def mark_stored(marker: str | os.PathLike[str]) -> None:
+    """Say in ``marker`` (created 0600, never through a link) that the holder stored
+    its result now: waiters that began before read the cache at once."""
+    fd = os.open(marker, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        os.pwrite(fd, time.time_ns().to_bytes(8, "big"), 0)  # 8 bytes: never torn
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def polled_until_stored(
+    path: str | os.PathLike[str],
+    timeout: float,
+    poll: float,
+    marker: str | os.PathLike[str],
+) -> Iterator[bool | str]:
+    """filelock's lock on ``path``, as :func:`polled`, except that a waiter also
+    watches ``marker``: once the holder says it stored its result (:func:`mark_stored`)
+    the wait yields :data:`STORED`, holding nothing. Then every waiter reads the
+    cache at once instead of taking the lock one after another (each only to find
+    the token there): 32 processes used to pass the lock along in turn."""
+    from filelock import FileLock, Timeout  # lazy: importing requests_ppauth must not
+
+    lock = FileLock(str(path), timeout=0, mode=0o600)
+    since = time.time_ns()
+    deadline = time.monotonic() + max(timeout, 0.0)
+    while True:
+        try:
+            lock.acquire(blocking=False)
+            break
+        except Timeout:
+            if stored_since(marker, since):
+                yield STORED
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                yield False
+                return
+            time.sleep(min(poll, left))
+    try:
+        yield True
+    finally:
+        lock.release()
