@@ -36,9 +36,7 @@ def arm_token(emu: Emulator, scope: str = "https://management.core.windows.net//
         s.tenant_id,
         s.client_id,
         s.client_secret,
-        authority=emu.authority_host,
-        disable_instance_discovery=True,
-        connection_verify=emu.ca_bundle,
+        **emu.client_settings("azure-identity"),
     )
     return cred.get_token(scope).token
 

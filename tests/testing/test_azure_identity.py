@@ -368,9 +368,7 @@ OTHERS_EXCLUDED = {
 
 def default_credential(emu: Emulator, **flags: bool) -> DefaultAzureCredential:
     return DefaultAzureCredential(
-        authority=emu.authority_host,
-        disable_instance_discovery=True,
-        connection_verify=emu.ca_bundle,
+        **emu.client_settings("azure-identity"),
         **OTHERS_EXCLUDED,
         **flags,
     )

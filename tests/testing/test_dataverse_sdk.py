@@ -36,9 +36,7 @@ def client(emu):
         s.tenant_id,
         s.client_id,
         s.client_secret,
-        authority=emu.authority_host,
-        disable_instance_discovery=True,
-        connection_verify=emu.ca_bundle,
+        **emu.client_settings("azure-identity"),
     )
     with DataverseClient(emu.api_url, credential) as dataverse:
         yield dataverse

@@ -28,9 +28,7 @@ def make_client(emu: Emulator, **kwargs) -> SecretClient:
         s.tenant_id,
         s.client_id,
         s.client_secret,
-        authority=emu.authority_host,
-        disable_instance_discovery=True,
-        connection_verify=emu.ca_bundle,
+        **emu.client_settings("azure-identity"),
     )
     return SecretClient(
         emu.vault_url,

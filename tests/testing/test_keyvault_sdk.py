@@ -29,9 +29,7 @@ def credential(emu: Emulator) -> ClientSecretCredential:
         s.tenant_id,
         s.client_id,
         s.client_secret,
-        authority=emu.authority_host,
-        disable_instance_discovery=True,
-        connection_verify=emu.ca_bundle,
+        **emu.client_settings("azure-identity"),
     )
 
 

@@ -75,9 +75,7 @@ def sdk_client(emu: Emulator, scopes: list[str] | None = None) -> tuple[ServiceC
         s.tenant_id,
         s.client_id,
         s.client_secret,
-        authority=emu.authority_host,
-        disable_instance_discovery=True,
-        connection_verify=emu.ca_bundle,
+        **emu.client_settings("azure-identity"),
     )
     auth = AzureIdentityAuthenticationProvider(
         credential,
