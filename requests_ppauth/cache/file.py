@@ -280,7 +280,6 @@ class FileCache:
         self.path = self.directory / DB_FILE
         self._lock_path = self.directory / (DB_FILE + ".lock")
         self._mutex = threading.RLock()
-        self._thread_writes = threading.local()  # batches each thread wrote (see _held)
         self._conn: sqlite3.Connection | None = None
         self._ino = 0  # of the database file the connection is on
         self._write_owner: int | None = None  # the thread holding the write lock
@@ -819,7 +818,6 @@ class FileCache:
                     purge = self._seal_all(conn) or purge
                     self._maybe_prune(conn)
                     conn.execute("COMMIT")
-                    self._thread_writes.count = self._writes_here() + 1  # see _held
                 except BaseException:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
@@ -919,15 +917,8 @@ class FileCache:
     def _held(self, key: str, timeout: float) -> Iterator[bool]:
         """filelock's lock on the key's file in ``locks/`` (created 0600; a link there
         is refused). Only taking it is this cache's to fail: what the caller does
-        while holding it raises as it raises.
-
-        A holder that stored something while it held the lock (this thread's
-        :meth:`apply`: a token, or a back-off record) says so in ``<lock>.stored``
-        before it lets go, and a waiter that sees it yields True without the lock: the
-        core reads the cache after its key lock in every case, and what the holder
-        stored answers it, so a herd reads at once instead of in turn. A holder that
-        stored nothing hands the lock to one waiter at a time, as before."""
-        from requests_ppauth.cache.locks import STORED, mark_stored, polled, polled_until_stored
+        while holding it raises as it raises."""
+        from requests_ppauth.cache.locks import polled
 
         self.prepare()
         path = self._key_path(key)
@@ -936,33 +927,11 @@ class FileCache:
                 f"cannot take a token lock in {path.parent}: the directory {self._read_only}, "
                 f"so a token fetched here cannot be shared. {WAY_OUT}"
             )
-        marker = path.with_name(path.name + ".stored")
         with contextlib.ExitStack() as stack:
             with self._failures("take a token lock in", path.parent):
                 _check_lock_file(path)
-                if timeout > 0:
-                    held: bool | str = stack.enter_context(
-                        polled_until_stored(path, timeout, KEY_LOCK_POLL, marker)
-                    )
-                else:
-                    held = stack.enter_context(polled(path, timeout, KEY_LOCK_POLL))
-            if held == STORED:
-                yield True  # nothing to release: the lock was never ours
-                return
-            if not held:
-                yield False
-                return
-            writes = self._writes_here()
-            try:
-                yield True
-            finally:
-                if self._writes_here() > writes:
-                    with contextlib.suppress(OSError):  # only a speed-up: waiters then poll
-                        mark_stored(marker)
-
-    def _writes_here(self) -> int:
-        """How many batches this thread has written (see :meth:`_held`)."""
-        return int(getattr(self._thread_writes, "count", 0))
+                held = stack.enter_context(polled(path, timeout, KEY_LOCK_POLL))
+            yield held
 
 
 def _configured_sealer(key_option: str | None) -> Sealer | None:
