@@ -10,6 +10,11 @@ Everything that touches ``keyring`` goes through here, for three reasons:
   Users never see a traceback from inside ``keyring`` or D-Bus.
 - Calls are serialised by one lock: keyring backends make no promise about threads
   (the file backends rewrite one file; Secret Service opens a D-Bus connection per call).
+- Every call into the backend is bounded (:data:`TIMEOUT_VAR`, default
+  :data:`DEFAULT_TIMEOUT` seconds): a stopped or hung agent (gnome-keyring-daemon under
+  SIGSTOP, a D-Bus that never answers) used to hold the lookup forever; now it is a
+  :class:`KeyringBackendError` saying so. The default is long enough for a person to
+  answer an unlock prompt; a batch job may set it shorter.
 
 Naming, documented for users who store secrets with other tools (``keyring set``,
 ``secret-tool``): service ``requests-ppauth`` (:data:`SERVICE`, or a profile's
@@ -20,8 +25,10 @@ Naming, documented for users who store secrets with other tools (``keyring set``
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from requests_ppauth import PPAuthError
 
@@ -29,6 +36,7 @@ if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
 
 log = logging.getLogger("requests_ppauth_keyring")
+T = TypeVar("T")
 
 SERVICE = "requests-ppauth"
 """The keyring service name secrets are stored under unless a profile names another."""
@@ -46,6 +54,53 @@ INSTALL_HINT = (
 )
 
 _lock = threading.RLock()
+
+TIMEOUT_VAR = "PPAUTH_KEYRING_TIMEOUT"
+DEFAULT_TIMEOUT = 30.0
+
+
+def call_timeout() -> float:
+    """Seconds a keyring call may take: ``PPAUTH_KEYRING_TIMEOUT``, else the default."""
+    text = os.environ.get(TIMEOUT_VAR, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (0 < value <= 3600):
+        raise KeyringBackendError(
+            f"{TIMEOUT_VAR}={text!r}: a number of seconds, more than 0 and at most 3600"
+        )
+    return value
+
+
+def _bounded(action: str, fn: Callable[[], T]) -> T:
+    """``fn()`` in a worker thread, waited for at most :func:`call_timeout` seconds
+    (the worker is a daemon: a backend stuck in D-Bus cannot keep the process alive)."""
+    timeout = call_timeout()
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # handed to the caller's thread as it is
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="ppauth-keyring-call", daemon=True).start()
+    if not done.wait(timeout):
+        raise KeyringBackendError(
+            f"the keyring backend did not answer within {timeout:g} s while trying to "
+            f"{action} (a stopped or hung agent, or an unlock prompt nobody answered): "
+            f"check the keyring daemon, or set {TIMEOUT_VAR} to wait longer"
+        )
+    if "error" in outcome:
+        raise outcome["error"]
+    value: T = outcome["value"]
+    return value
 
 
 class KeyringBackendError(PPAuthError, RuntimeError):
@@ -135,9 +190,12 @@ def _failure(action: str, exc: Exception) -> str:
 def get(service: str, username: str) -> str | None:
     """The secret stored for ``username`` in ``service``, or ``None``."""
     with _lock:
-        found = backend()
+        action = f"read {username!r} in service {service!r}"
+        found = _bounded(action, backend)  # choosing a backend probes D-Bus too
         try:
-            value = found.get_password(service, username)
+            value = _bounded(action, lambda: found.get_password(service, username))
+        except KeyringBackendError:
+            raise
         # Any failure inside a backend (keyring errors, D-Bus errors, file errors) is a
         # clear error naming the backend, never a traceback from its internals.
         except Exception as exc:
@@ -159,9 +217,12 @@ def put(service: str, username: str, value: str) -> None:
     if not value:
         raise ValueError("refusing to store an empty secret")
     with _lock:
-        found = backend()
+        action = f"store {username!r} in service {service!r}"
+        found = _bounded(action, backend)
         try:
-            found.set_password(service, username, value)
+            _bounded(action, lambda: found.set_password(service, username, value))
+        except KeyringBackendError:
+            raise
         except Exception as exc:
             log.debug("keyring write failed (%s, %r): %s", service, username, type(exc).__name__)
             message = _failure(f"store {username!r} in service {service!r}", exc)
@@ -176,9 +237,12 @@ def remove(service: str, username: str) -> bool:
     with _lock:
         if get(service, username) is None:
             return False
-        found = backend()
+        action = f"delete {username!r} in service {service!r}"
+        found = _bounded(action, backend)
         try:
-            found.delete_password(service, username)
+            _bounded(action, lambda: found.delete_password(service, username))
+        except KeyringBackendError:
+            raise
         except Exception as exc:
             log.debug("keyring delete failed (%s, %r): %s", service, username, type(exc).__name__)
             raise KeyringBackendError(

@@ -38,6 +38,7 @@ from requests_ppauth.testing.pytest_plugin import PPAuthEnv
 KEYRING_UNLOCK_PASSWORD = b"requests-ppauth-test-login-keyring"
 STARTUP_TIMEOUT = 15.0
 REQUIRED_BINARIES = ("dbus-daemon", "gnome-keyring-daemon")
+DAEMON_PIDS: dict[str, int] = {}  # this session's own daemons, by name
 SECRETS_BUS_NAME = "org.freedesktop.secrets"
 
 # `dbus-daemon --session` without its service directories: with them, the first call to
@@ -251,6 +252,7 @@ def secret_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keyring
                 env=env,
             )
         assert daemon.stdin is not None
+        DAEMON_PIDS["gnome-keyring-daemon"] = daemon.pid  # for tests that stop it
         daemon.stdin.write(KEYRING_UNLOCK_PASSWORD)
         daemon.stdin.close()
         # undone at session end; SESSION_ENVIRON tells the per-test guard it is no leak
