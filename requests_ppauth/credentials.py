@@ -299,9 +299,14 @@ class WorkloadIdentity(Credential):
     (Kubernetes, GitHub Actions) in ``token_file`` is the client assertion.
 
     The file is read again for every token request, so a rotated token is picked up.
+    With ``token_url`` instead (GitHub Actions' ``ACTIONS_ID_TOKEN_REQUEST_URL``), the
+    token is fetched from there for every token request, authenticated by
+    ``request_token``: a secret, kept out of the repr.
     """
 
     token_file: str = ""
+    token_url: str = ""
+    request_token: str = field(default="", repr=False)
 
     @property
     def kind(self) -> str:

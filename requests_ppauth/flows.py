@@ -35,6 +35,52 @@ def scope_to_resource(scope: str) -> str:
     return scope[: -len("/.default")] if scope.endswith("/.default") else scope
 
 
+GITHUB_AUDIENCE = "api://AzureADTokenExchange"
+
+
+class GitHubActionsTokenError(ConfigurationError):
+    """The GitHub Actions OIDC endpoint gave no token. Names the variable, never the
+    request token (it is a secret)."""
+
+
+def github_assertion(
+    cred: WorkloadIdentity, verify: bool | str = True, timeout: float = 10.0
+) -> Callable[[], str]:
+    """A callable msal asks for a fresh assertion: the job's OIDC token, fetched every
+    time, as azure-identity does with GitHub, so an expiring token is never reused."""
+    import requests
+
+    sep = "&" if "?" in cred.token_url else "?"
+    url = f"{cred.token_url}{sep}audience={GITHUB_AUDIENCE}"
+    var = "ACTIONS_ID_TOKEN_REQUEST_URL"
+
+    def fetch() -> str:
+        headers = {"Authorization": f"Bearer {cred.request_token}"}
+        try:
+            resp = requests.get(url, headers=headers, verify=verify, timeout=timeout)
+        except requests.RequestException as exc:
+            raise GitHubActionsTokenError(
+                f"cannot reach the GitHub Actions OIDC endpoint in {var} "
+                f"({type(exc).__name__}): is the job's permissions: id-token: write set?"
+            ) from None
+        if resp.status_code != 200:
+            raise GitHubActionsTokenError(
+                f"the GitHub Actions OIDC endpoint in {var} answered HTTP {resp.status_code}: "
+                "check ACTIONS_ID_TOKEN_REQUEST_TOKEN and permissions: id-token: write"
+            )
+        try:
+            value = resp.json().get("value")
+        except (ValueError, AttributeError):
+            value = None
+        if not isinstance(value, str) or not value.strip():
+            raise GitHubActionsTokenError(
+                f"the GitHub Actions OIDC endpoint in {var} answered no JSON with a value"
+            )
+        return value.strip()
+
+    return fetch
+
+
 def federated_assertion(cred: WorkloadIdentity) -> Callable[[], str]:
     """A callable msal asks for a fresh assertion: the token file, read every time."""
     path = Path(cred.token_file).expanduser()

@@ -45,7 +45,7 @@ def ppauth_register_sources(register: Callable[[CredentialSource], None]) -> Non
         would register nothing). Every plugin's implementation runs.
 
     Precedence is data: sources are consulted by ascending ``priority`` (built-ins:
-    ``env`` 10, ``file`` 20, ``managed_identity`` 90), unless the profile's
+    ``env`` 10, ``file`` 20, ``github_actions`` 80, ``managed_identity`` 90), unless the profile's
     ``sources`` list or the ``sources=`` argument names an order. ``credential``
     returns ``None`` to decline (calling ``request.note(reason)`` first, so "no
     credential" errors and :func:`requests_ppauth.source_api.explain_sources` can say

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 BUILTINS = (
     "requests_ppauth.sources.env",
     "requests_ppauth.sources.file",
+    "requests_ppauth.sources.github",
     "requests_ppauth.sources.managed",
 )
 DISABLE_VAR = "PPAUTH_DISABLE_PLUGINS"

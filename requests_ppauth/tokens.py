@@ -55,6 +55,7 @@ from requests_ppauth.errors import (
 from requests_ppauth.flows import (
     device_code_flow,
     federated_assertion,
+    github_assertion,
     managed_identity_client,
     scope_to_resource,
 )
@@ -309,7 +310,11 @@ class TokenProvider:
         elif isinstance(cred, WorkloadIdentity):
             app = msal.ConfidentialClientApplication(
                 cred.client_id,
-                client_credential={"client_assertion": federated_assertion(cred)},
+                client_credential={
+                    "client_assertion": github_assertion(cred, self.verify)
+                    if cred.token_url
+                    else federated_assertion(cred)
+                },
                 **common,
             )
         elif isinstance(cred, ManagedIdentity):

@@ -33,8 +33,9 @@ def _environ_guard() -> Iterator[None]:
 
 # The core's tests speak of the env and file sources; the plugins installed beside
 # them (keyring, keyvault, the docs' example) have their own test suites, and the
-# managed identity source (asked last) has tests that turn it back on.
-THIRD_PARTY_PLUGINS = "*,managed"
+# managed identity and GitHub Actions sources have tests that turn them back on (and a
+# run inside a real GitHub Actions job must not federate as it).
+THIRD_PARTY_PLUGINS = "*,managed,github"
 
 
 @pytest.fixture(autouse=True)

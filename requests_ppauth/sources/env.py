@@ -76,6 +76,15 @@ class EnvSource:
             # AZURE_CLIENT_ID alone picks a user-assigned identity (managed_identity source)
             request.note("AZURE_CLIENT_ID selects the managed identity announced by the host")
             return None
+        if (
+            not any(values[f] for f in FIELDS if f not in ("CLIENT_ID", "TENANT_ID"))
+            and env.get("ACTIONS_ID_TOKEN_REQUEST_URL")
+            and env.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+        ):
+            # a GitHub Actions job with id-token: write: the ids alone are for the
+            # github_actions source, which fetches the job's OIDC token
+            request.note(f"{p}CLIENT_ID alone: the github_actions source federates the job")
+            return None
         self._check_ids(p, client_id, tenant)
         if secret or cert_path:
             if not tenant:

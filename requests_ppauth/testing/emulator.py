@@ -134,6 +134,8 @@ class Emulator:
         self._want_sample = sample
         self.sample: Sample | None = None
         self.managed = ManagedIdentities()
+        # GitHub Actions jobs: request token -> (subject, lifetime) of the OIDC token
+        self._github_jobs: dict[str, tuple[str, int]] = {}
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> Self:
@@ -586,6 +588,44 @@ class Emulator:
             claims, self._identity.federation_key, {"kid": self._identity.federation_kid}
         )
 
+    # -- GitHub Actions OIDC -------------------------------------------------------
+    GITHUB_OIDC_PATH = "/_github/oidc/token"
+
+    def github_actions_env(
+        self,
+        repo: str = "contoso/power-app",
+        *,
+        ref: str = "refs/heads/main",
+        lifetime: int = 600,
+        request_token: str | None = None,
+    ) -> dict[str, str]:
+        """The variables a job with ``permissions: id-token: write`` has: its OIDC
+        endpoint (on the identity listener) and the request token it demands. The
+        token it issues has ``sub`` ``repo:<repo>:ref:<ref>``, the federation issuer,
+        and the requested audience, so ``add_app(federated_subject=...)`` trusts it."""
+        token = request_token or uuid.uuid4().hex
+        with self.directory.lock:
+            self._github_jobs[token] = (f"repo:{repo}:ref:{ref}", lifetime)
+        return {
+            "ACTIONS_ID_TOKEN_REQUEST_URL": (
+                f"{self.authority_host}{self.GITHUB_OIDC_PATH}?api-version=2.0"
+            ),
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": token,
+        }
+
+    def _github_oidc(self, req: Request) -> Response:
+        """GitHub's token endpoint: ``GET`` with the job's bearer request token. The
+        audience asked for is recorded as the request's ``scope``."""
+        req.notes["scope"] = req.query.get("audience")
+        with self.directory.lock:
+            job = self._github_jobs.get(req.bearer() or "")
+        if req.method != "GET" or job is None:
+            return Response.json(401, {"message": "Bad credentials"})
+        subject, lifetime = job
+        audience = req.query.get("audience") or "https://github.com/contoso"
+        value = self.federated_token(subject, audience=audience, lifetime=lifetime)
+        return Response.json(200, {"count": 1, "value": value})
+
     # -- observation ---------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         """Requests received per endpoint (exact: counted under one lock)."""
@@ -678,6 +718,9 @@ class Emulator:
     def _route(self, req: Request) -> Response:
         assert self._resources is not None
         if req.listener == "identity":
+            if req.path == self.GITHUB_OIDC_PATH:
+                req.endpoint = "github_oidc"
+                return self._github_oidc(req)
             if req.path.startswith("/_emulator/"):
                 req.endpoint = "admin"
                 return self._admin(req)

@@ -1,0 +1,172 @@
+"""GitHub Actions federation with no setup: the ``github_actions`` source fetches the
+job's OIDC token from the emulator's GitHub endpoint and Entra ID exchanges it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import requests
+
+from requests_ppauth import PowerPlatformAuth, TokenAcquisitionError, explain_sources
+from requests_ppauth.credentials import WorkloadIdentity
+from requests_ppauth.flows import GitHubActionsTokenError
+from requests_ppauth.plugins import reset_plugins
+from requests_ppauth.testing import Emulator
+
+REPO = "contoso/power-app"
+SUBJECT = f"repo:{REPO}:ref:refs/heads/main"
+APPS_SCOPE = "https://service.powerapps.com//.default"
+BAP_PATH = (
+    "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments?api-version=2020-10-01"
+)
+
+
+def api_auth(emu: Emulator) -> PowerPlatformAuth:
+    return PowerPlatformAuth(hosts={emu.api_url.split("//")[1]: APPS_SCOPE})
+
+
+def get_envs(emu: Emulator, auth: PowerPlatformAuth) -> requests.Response:
+    return requests.get(emu.api_url + BAP_PATH, auth=auth, verify=emu.ca_bundle, timeout=30)
+
+
+@pytest.fixture
+def job(ppauth_emulator, ppauth_env) -> tuple[Emulator, Any, dict[str, str]]:
+    """A job with id-token: write, the app's ids and nothing else."""
+    emu = ppauth_emulator
+    app = emu.add_app(federated_subject=SUBJECT, name="gh-job")
+    variables = emu.github_actions_env(REPO)
+    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="*,managed")  # conftest disables github too
+    reset_plugins()
+    ppauth_env.set(
+        **variables,
+        AZURE_CLIENT_ID=app.client_id,
+        AZURE_TENANT_ID=emu.sample.tenant_id,
+        AZURE_AUTHORITY_HOST=emu.authority_host,
+        PPAUTH_CA_BUNDLE=emu.ca_bundle,
+    )
+    emu.reset_counts()
+    return emu, app, variables
+
+
+def test_a_job_gets_a_token_with_no_setup(job):
+    emu, _, variables = job
+    auth = api_auth(emu)
+
+    assert get_envs(emu, auth).status_code == 200
+    cred = auth.provider.credential
+    assert isinstance(cred, WorkloadIdentity) and cred.source == "github_actions"
+    assert variables["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] not in repr(cred)
+    (oidc,) = emu.requests("github_oidc")
+    assert oidc.method == "GET"
+    assert oidc.scope == "api://AzureADTokenExchange"  # the audience asked for
+    assert oidc.authorization == f"Bearer {variables['ACTIONS_ID_TOKEN_REQUEST_TOKEN']}"
+    (grant,) = emu.requests("token")
+    assert grant.grant_type == "client_credentials" and grant.extra["client_auth"] == "federated"
+    assert "client_assertion_type" in grant.form_fields
+    assert emu.count("github_oidc") == 1 and emu.count("token") == 1
+
+
+def test_explain_sources_shows_github_actions(job):
+    emu, _, variables = job
+    report = explain_sources()
+
+    assert report.answered_by == "github_actions"
+    rows = {o.name: o for o in report.outcomes}
+    assert rows["env"].outcome != rows["github_actions"].outcome
+    assert "github_actions" in rows["env"].reason
+    assert variables["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] not in repr(report)
+    assert emu.count("github_oidc") == 0  # explaining fetches nothing
+
+
+def test_ppauth_sources_shows_github_actions(job):
+    _, _, variables = job
+    proc = subprocess.run(
+        [sys.executable, "-m", "requests_ppauth.cli", "sources", "--json"],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["answered_by"] == "github_actions"
+    assert variables["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] not in proc.stdout + proc.stderr
+
+
+def test_a_secret_wins(job, ppauth_env):
+    emu, _, _ = job
+    sample = emu.sample
+    ppauth_env.set(AZURE_CLIENT_ID=sample.client_id, AZURE_CLIENT_SECRET=sample.client_secret)
+
+    assert explain_sources().answered_by == "env"
+    assert get_envs(emu, api_auth(emu)).status_code == 200
+    assert emu.count("github_oidc") == 0
+
+
+def test_a_wrong_request_token(job, ppauth_env):
+    emu, _, _ = job
+    wrong = "wrong-request-token-0123456789"
+    ppauth_env.set(ACTIONS_ID_TOKEN_REQUEST_TOKEN=wrong)
+    with pytest.raises(GitHubActionsTokenError) as info:
+        get_envs(emu, api_auth(emu))
+
+    assert "ACTIONS_ID_TOKEN_REQUEST_URL" in str(info.value) and "401" in str(info.value)
+    assert wrong not in str(info.value) and wrong not in repr(info.value)
+    assert emu.count("github_oidc") == 1 and emu.count("token") == 0
+
+
+def test_an_unreachable_endpoint(job, ppauth_env):
+    emu, _, variables = job
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ppauth_env.set(ACTIONS_ID_TOKEN_REQUEST_URL=f"https://127.0.0.1:{port}/token?api-version=2.0")
+    with pytest.raises(GitHubActionsTokenError) as info:
+        get_envs(emu, api_auth(emu))
+
+    assert "ACTIONS_ID_TOKEN_REQUEST_URL" in str(info.value)
+    assert variables["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] not in str(info.value)
+    assert emu.count("token") == 0
+
+
+def test_an_untrusted_subject(job, ppauth_env):
+    emu, _, _ = job
+    ppauth_env.set(**emu.github_actions_env("mallory/fork"))
+    with pytest.raises(TokenAcquisitionError) as info:
+        get_envs(emu, api_auth(emu))
+
+    assert info.value.code == 70021 and "mallory/fork" in str(info.value)
+
+
+def test_a_wrong_audience(ppauth_emulator, ppauth_env):
+    emu = ppauth_emulator
+    app = emu.add_app(federated_subject=SUBJECT, federated_audience="api://Other", name="gh-aud")
+    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="*,managed")
+    reset_plugins()
+    ppauth_env.set(
+        **emu.github_actions_env(REPO),
+        AZURE_CLIENT_ID=app.client_id,
+        AZURE_TENANT_ID=emu.sample.tenant_id,
+        AZURE_AUTHORITY_HOST=emu.authority_host,
+        PPAUTH_CA_BUNDLE=emu.ca_bundle,
+    )
+    with pytest.raises(TokenAcquisitionError) as info:
+        get_envs(emu, api_auth(emu))
+
+    assert info.value.code == 70021 and "api://AzureADTokenExchange" in str(info.value)
+
+
+def test_an_expired_token(job, ppauth_env):
+    emu, _, _ = job
+    ppauth_env.set(**emu.github_actions_env(REPO, lifetime=-3600))
+    with pytest.raises(TokenAcquisitionError) as info:
+        get_envs(emu, api_auth(emu))
+
+    assert info.value.code == 700024
