@@ -15,7 +15,6 @@ from typing import Any
 from requests_ppauth._redacted import EnvironView
 from requests_ppauth.cli import common
 from requests_ppauth.cli.failures import CLIError, describe
-from requests_ppauth.credentials import Credential, ManagedIdentity
 from requests_ppauth.errors import NO_CREDENTIAL_HINT
 from requests_ppauth.plugins import DISABLE_VAR, get_plugins
 from requests_ppauth.source_api import ANSWERED, FAILED, SHADOWED
@@ -34,25 +33,6 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
-
-
-def credential_summary(cred: Credential) -> dict[str, Any]:
-    """What a credential may show: never its secret."""
-    summary = {
-        "kind": cred.kind,
-        "client_id": cred.client_id,
-        "tenant_id": cred.tenant_id,
-        "user": cred.user,
-        "authority_host": cred.authority_host,
-    }
-    if isinstance(cred, ManagedIdentity):  # which identity: its client id may be empty
-        summary["identity"] = (
-            cred.client_id
-            or (f"object_id:{cred.object_id}" if cred.object_id else None)
-            or cred.resource_id
-            or "system"
-        )
-    return summary
 
 
 _ORDER_WORDS = {
