@@ -26,6 +26,7 @@ A frozen server answers neither probe and stays an outage.
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 import urllib.parse
@@ -139,9 +140,17 @@ def _scheme_mismatch(exc: BaseException, settings: RedisSettings) -> str | None:
         return None
 
 
+_PIPELINE_COMMAND = re.compile(r"Command # (\d+) \((\S+).*?\) of pipeline caused error: ", re.S)
+
+
 def _scrubbed(exc: BaseException, settings: RedisSettings) -> str:
-    """A short description of ``exc`` with the URL and password taken out."""
+    """A short description of ``exc`` with the URL and password taken out.
+
+    redis-py quotes a failed pipeline command with its arguments ("Command # 1 (SET
+    key <value>) of pipeline caused error: ..."): the value is a token (sealed, or in
+    clear with ``encryption = false``), so only the command's name is kept."""
     text = f"{type(exc).__name__}: {exc}"
+    text = _PIPELINE_COMMAND.sub(r"command #\1 (\2) of a pipeline: ", text)
     for secret in (settings.url, settings.password.reveal() if settings.password else None):
         if secret:
             text = text.replace(secret, "***")
@@ -194,8 +203,9 @@ def translate(exc: BaseException, settings: RedisSettings, doing: str) -> Except
         return RedisUnavailable(
             f"Redis at {where} did not answer while {doing} ({_scrubbed(exc, settings)})"
         )
-    if isinstance(exc, e.ResponseError) and str(exc).startswith(
-        ("LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY")
+    if isinstance(exc, e.ClusterDownError | e.TryAgainError) or (
+        isinstance(exc, e.ResponseError)
+        and str(exc).startswith(("LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY"))
     ):
         return RedisUnavailable(f"Redis at {where} is not ready while {doing}")
     return CacheError(f"Redis at {where} failed while {doing}: {_scrubbed(exc, settings)}")

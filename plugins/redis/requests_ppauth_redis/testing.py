@@ -319,8 +319,10 @@ def start_cluster(nodes: int = 3, *, password: str | None = None) -> Iterator[li
             capture_output=True,
             timeout=30,
         )
+        # every node must see the whole cluster ok: a node still learning its peers
+        # answers CLUSTERDOWN, which the first test then meets under load
         deadline = time.monotonic() + START_TIMEOUT
-        while not _cluster_ok(servers[0]):
+        while not all(_cluster_ok(server, nodes) for server in servers):
             if time.monotonic() > deadline:
                 raise RuntimeError("the cluster did not become ok")
             time.sleep(0.05)
@@ -330,7 +332,7 @@ def start_cluster(nodes: int = 3, *, password: str | None = None) -> Iterator[li
             server.close()
 
 
-def _cluster_ok(server: RedisServer) -> bool:
+def _cluster_ok(server: RedisServer, nodes: int) -> bool:
     import redis
 
     client = server.client()
@@ -342,4 +344,8 @@ def _cluster_ok(server: RedisServer) -> bool:
     finally:
         client.close()
     text = info.decode() if isinstance(info, bytes) else str(info)
-    return "cluster_state:ok" in text
+    return (
+        "cluster_state:ok" in text
+        and "cluster_slots_ok:16384" in text
+        and f"cluster_known_nodes:{nodes}\r" in text
+    )

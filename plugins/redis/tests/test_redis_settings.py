@@ -8,7 +8,7 @@ from requests_ppauth_redis import make_redis_cache
 from requests_ppauth_redis._settings import redact_url
 from requests_ppauth_redis.testing import free_port
 
-from requests_ppauth import ConfigurationError, PowerPlatformAuth
+from requests_ppauth import CacheError, ConfigurationError, PowerPlatformAuth
 from requests_ppauth.cache.select import resolve
 
 
@@ -128,3 +128,27 @@ def test_an_unreachable_redis_at_start_is_not_an_error(ppauth_env, cache_key):
     with pytest.warns(Warning, match="did not answer"):
         cache = resolve({"backend": "redis", "url": f"redis://127.0.0.1:{free_port()}/0"})
     assert cache.get(["at:k"]) == {}
+
+
+def test_a_failed_pipeline_command_is_named_without_its_arguments(
+    redis_server, ppauth_env, cache_key
+):
+    """redis-py quotes a failed pipeline command with its arguments; the value of a
+    SET is a token (in clear with encryption = "none"), so the error keeps the name."""
+    ppauth_env.set(PPAUTH_CACHE_KEY=cache_key)
+    cache = make_redis_cache({"url": redis_server.url})
+    store = cache.store
+    client = redis_server.client()
+    client.set("a-string", "x")  # LPUSH on it fails: WRONGTYPE
+
+    def failing() -> object:
+        pipe = client.pipeline(transaction=False)
+        pipe.lpush("a-string", "token-value-never-shown")
+        return pipe.execute()
+
+    with pytest.raises(CacheError) as exc:
+        store.call("storing tokens", failing)
+    message = str(exc.value)
+    assert "token-value-never-shown" not in message
+    assert "LPUSH" in message and "WRONGTYPE" in message, message
+    assert redis_server.password not in message
