@@ -36,10 +36,12 @@ STRING_KEYS = frozenset(
         "managed_identity",
         "federated_token_file",
         "proxy",
+        "oidc_audience",  # the audience of a pipeline's OIDC token (api://AzureADTokenExchange)
+        "service_connection_id",  # an Azure Pipelines service connection's id
     }
 )
 SECRET_KEYS = frozenset({"client_secret", "certificate_password", "password"})
-BOOL_KEYS = frozenset({"send_certificate_chain", "device_code"})
+BOOL_KEYS = frozenset({"send_certificate_chain", "device_code", "interactive"})
 LIST_KEYS = frozenset({"sources"})
 # cache = "file" | "memory" | "<plugin>" | "<directory>", or { backend = "...", ... }
 CACHE_KEYS = frozenset({"cache"})

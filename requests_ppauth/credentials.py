@@ -7,6 +7,7 @@ Which one decides the flow:
   (confidential client, client credentials grant);
 - :class:`UsernamePassword`: a user through ROPC (public client; cannot do MFA);
 - :class:`DeviceCode`: a user signing in on another device (MFA works);
+- :class:`InteractiveBrowser`: a user signing in in this machine's browser (MFA works);
 - :class:`ManagedIdentity`: code running in Azure, no secret;
 - :class:`WorkloadIdentity`: a federated token from another identity provider;
 - :class:`AzureCoreCredential`: any azure-core ``TokenCredential`` (azure-identity's
@@ -268,6 +269,36 @@ class DeviceCode(Credential):
     @property
     def kind(self) -> str:
         return "device_code"
+
+    @property
+    def user(self) -> str | None:
+        return self.username
+
+
+@dataclass(frozen=True)
+class InteractiveBrowser(Credential):
+    """A person signs in in a browser on this machine (authorization code with PKCE,
+    through msal's loopback listener), MFA and consent included: what ``pac auth
+    create`` and azure-identity's ``InteractiveBrowserCredential`` do.
+
+    Like :class:`DeviceCode`, the account and its refresh token go to the shared cache
+    (``ppauth login`` once, then every process is silent), and ``username`` picks
+    among several signed-in accounts (and is the sign-in page's login hint). A browser
+    opens only where one can: a display (or ``BROWSER`` set) on Linux, any desktop on
+    macOS and Windows; with none, a terminal gets a device code instead, and a batch
+    job (no terminal) fails with ``interaction_required``, saying what to run.
+    ``timeout`` bounds the wait for the browser (seconds); ``port`` fixes the loopback
+    port (``None``: any free one, which Entra ID accepts for ``http://localhost``).
+    """
+
+    username: str | None = None
+    timeout: float = 300.0
+    port: int | None = None
+    prompt: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def kind(self) -> str:
+        return "interactive_browser"
 
     @property
     def user(self) -> str | None:
