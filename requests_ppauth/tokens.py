@@ -41,6 +41,7 @@ from requests_ppauth.credentials import (
     ClientSecret,
     Credential,
     DeviceCode,
+    InteractiveBrowser,
     ManagedIdentity,
     UsernamePassword,
     WorkloadIdentity,
@@ -59,6 +60,7 @@ from requests_ppauth.flows import (
     managed_identity_client,
     scope_to_resource,
 )
+from requests_ppauth.signin import browser_flow
 
 log = logging.getLogger("requests_ppauth")
 
@@ -251,7 +253,7 @@ class TokenProvider:
         password, device code) sign-ins for this client on this authority host; None
         for an app-only flow, which needs no msal state."""
         cred = self.credential
-        if not isinstance(cred, UsernamePassword | DeviceCode):
+        if not isinstance(cred, UsernamePassword | DeviceCode | InteractiveBrowser):
             return None
         host = urlsplit(self._authority(cred)).hostname or ""
         return partition_key(host.lower(), cred.client_id)
@@ -305,7 +307,7 @@ class TokenProvider:
             app = msal.ConfidentialClientApplication(
                 cred.client_id, client_credential=client_credential, **common
             )
-        elif isinstance(cred, UsernamePassword | DeviceCode):
+        elif isinstance(cred, UsernamePassword | DeviceCode | InteractiveBrowser):
             app = msal.PublicClientApplication(cred.client_id, **common)
         elif isinstance(cred, WorkloadIdentity):
             app = msal.ConfidentialClientApplication(
@@ -643,17 +645,18 @@ class TokenProvider:
 
     # -- people signing in and out -------------------------------------------------
     def sign_in(self, scope: str) -> AccessToken:
-        """Run a device code sign-in now, even when an account is signed in already
-        (``ppauth login --device-code``), and share its result like any token: the
-        account and its refresh token go to the shared cache, for later processes.
+        """Run a sign-in now, even when an account is signed in already (``ppauth
+        login``), and share its result like any token: the account and its refresh
+        token go to the shared cache, for later processes.
 
-        The credential must be a :class:`DeviceCode`; its ``prompt`` shows the code.
+        The credential must be a :class:`DeviceCode` (its ``prompt`` shows the code) or
+        an :class:`InteractiveBrowser` (the browser opens; where none can, a device code).
         """
         cred = self.credential
-        if not isinstance(cred, DeviceCode):
+        if not isinstance(cred, DeviceCode | InteractiveBrowser):
             raise ConfigurationError(
-                f"a device code sign-in needs a DeviceCode credential, not {cred.kind} "
-                f"(source {cred.source})"
+                f"a sign-in needs a DeviceCode or InteractiveBrowser credential, not "
+                f"{cred.kind} (source {cred.source})"
             )
         with self._lock_for(scope):
             token = self._acquire(scope, self.key(scope), interactive=True)
@@ -785,6 +788,15 @@ class TokenProvider:
                     result = self._ropc(app, cred, scope, claims)
                 elif isinstance(cred, DeviceCode):
                     result = self._device_code(app, cred, scope, claims, interactive)
+                elif isinstance(cred, InteractiveBrowser):
+                    result = browser_flow(
+                        app,
+                        cred,
+                        scope,
+                        silent=not interactive,
+                        claims=claims,
+                        device_code=lambda dc: self._device_code(app, dc, scope, claims, True),
+                    )
                 elif isinstance(cred, ManagedIdentity):
                     result = app.acquire_token_for_client(
                         resource=scope_to_resource(scope), claims_challenge=claims

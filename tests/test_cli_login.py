@@ -41,11 +41,14 @@ def emu(ppauth_emulator, ppauth_env):
     return emu
 
 
-def login(emu, action: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run `ppauth login --device-code ARGS`; when the code shows on stderr, ``action``
-    it (``approve``, ``decline``) as the person at the browser would."""
+def login(
+    emu, action: str, *args: str, flags: tuple[str, ...] = ("--device-code",)
+) -> subprocess.CompletedProcess[str]:
+    """Run `ppauth login --device-code ARGS` (``flags`` instead of --device-code); when
+    the code shows on stderr, ``action`` it (``approve``, ``decline``) as the person at
+    the browser would."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "requests_ppauth", "login", "--device-code", *args],
+        [sys.executable, "-m", "requests_ppauth", "login", *flags, *args],
         env=os.environ.copy(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -140,7 +143,7 @@ def test_login_with_the_app_from_the_environment_suggests_the_profile(emu, ppaut
     for section in ("PPAuthToken", "RefreshToken", "IdToken"):
         for entry in state[section].values():
             assert entry["secret"] not in proc.stderr + proc.stdout
-    assert "note: add device_code = true" in proc.stderr and "[profiles.default]" in proc.stderr
+    assert "note: add interactive = true" in proc.stderr and "[profiles.default]" in proc.stderr
     (start,) = emu.requests("devicecode")
     assert APPS_SCOPE in start.scope.split() and start.client_id == emu.sample.public_client_id
 
@@ -164,11 +167,12 @@ def _only_errors(proc):
 
 
 def test_login_and_logout_usage(ppauth_env):
-    line, hint = failed(ppauth("login"), 2)
-    assert "--device-code" in line and "ppauth login --device-code" in hint
-    line, hint = failed(ppauth("login", "--device-code"))
-    assert "no app for a device code sign-in" in line and "PPAUTH_CLIENT_ID" in hint
-    assert "client_id" in hint and "device_code = true" in hint
+    for args in (("login",), ("login", "--device-code")):
+        line, hint = failed(ppauth(*args))
+        assert "no app to sign in with" in line and "PPAUTH_CLIENT_ID" in hint
+        assert "client_id" in hint and "interactive = true" in hint
+    line, hint = failed(ppauth("login", "--timeout", "0"), 2)
+    assert "--timeout must be between 0 and 3600" in line
     failed(ppauth("logout"))
     for command in ("login", "logout"):
         assert ok(ppauth(command, "--help")).startswith(f"usage: ppauth {command}")

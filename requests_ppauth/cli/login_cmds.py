@@ -1,16 +1,18 @@
-"""``ppauth login --device-code`` and ``ppauth logout``: a person signs in once, and the
-processes after use that sign-in.
+"""``ppauth login`` and ``ppauth logout``: a person signs in once, and the processes
+after use that sign-in.
 
-``login`` shows a code and a URL on stderr, waits while the person signs in on any
-device (multi-factor authentication included), and leaves the account and its refresh
-token in the shared token cache: ``ppauth token``, ``ppauth request`` and
+``login`` opens the browser on this machine (authorization code with PKCE, as ``pac
+auth create`` does) where one can open, and otherwise, or with ``--device-code``,
+shows a code and a URL on stderr and waits while the person signs in on any device.
+Multi-factor authentication works either way. The account and its refresh token stay
+in the shared token cache: ``ppauth token``, ``ppauth request`` and
 ``PowerPlatformAuth`` in later processes then get tokens silently, for any scope the
 app may ask for, until ``ppauth logout`` removes the sign-in.
 
 The app and tenant: the profile's ``client_id`` and ``tenant_id``, else
 ``PPAUTH_CLIENT_ID`` and ``PPAUTH_TENANT_ID`` (the tenant defaults to
-``organizations``). The profile should say ``device_code = true``, so that the other
-commands pick the sign-in up.
+``organizations``). The profile should say ``interactive = true`` (or ``device_code =
+true``), so that the other commands pick the sign-in up: both find the same account.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from requests_ppauth._redacted import EnvironView
 from requests_ppauth.cli import common
 from requests_ppauth.cli.failures import CLIError, UsageError
 from requests_ppauth.config import Profile
-from requests_ppauth.credentials import DeviceCode
+from requests_ppauth.credentials import DeviceCode, InteractiveBrowser
+from requests_ppauth.signin import can_open_browser
 
 
 def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -32,19 +35,27 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "login",
         parents=parents,
-        help="sign in as a person with a device code (MFA works); later commands reuse it",
+        help="sign in as a person in the browser (or with a device code; MFA works); later "
+        "commands reuse it",
         description=common.plain(
-            "Sign in as a person: show a code and a URL (on stderr), wait while you "
-            "sign in on any device, and keep the account and its refresh token in the token "
-            "cache, where `ppauth token` and PowerPlatformAuth find it. The app: the profile's "
-            "client_id (a public client app), else PPAUTH_CLIENT_ID; the profile should say "
-            "device_code = true."
+            "Sign in as a person: in this machine's browser where one can open, else (or with "
+            "--device-code) with a code and a URL shown on stderr, entered on any device. The "
+            "account and its refresh token stay in the token cache, where `ppauth token` and "
+            "PowerPlatformAuth find them. The app: the profile's client_id (a public client "
+            "app with the redirect URI http://localhost), else PPAUTH_CLIENT_ID; the profile "
+            "should say interactive = true (or device_code = true)."
         ),
     )
     p.add_argument(
         "--device-code",
         action="store_true",
         help="sign in on another device: show a code and a URL, wait for the sign-in",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for the browser sign-in (default 300)",
     )
     p.add_argument(
         "--scope",
@@ -69,7 +80,7 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
 def device_credential(selected: Profile, prompt: Callable[[str], None] | None = None) -> DeviceCode:
     """The profile's app as a device code credential: ``client_id`` and ``tenant_id`` from
     the profile, else both from ``PPAUTH_*`` (never one of each), as the ``file`` source
-    reads a ``device_code = true`` profile."""
+    reads a ``device_code = true`` or ``interactive = true`` profile."""
     env = EnvironView()  # a frame that raises: its repr hides every value
     if selected.get("client_id"):
         client_id, tenant = str(selected.get("client_id")), selected.get("tenant_id")
@@ -77,9 +88,9 @@ def device_credential(selected: Profile, prompt: Callable[[str], None] | None = 
         client_id, tenant = env["PPAUTH_CLIENT_ID"], env.get("PPAUTH_TENANT_ID")
     else:
         raise CLIError(
-            f"no app for a device code sign-in: profile {selected.name!r} has no client_id and "
+            f"no app to sign in with: profile {selected.name!r} has no client_id and "
             "PPAUTH_CLIENT_ID is not set",
-            f"add client_id (an app with 'Allow public client flows' on) and device_code = "
+            f"add client_id (an app with 'Allow public client flows' on) and interactive = "
             f"true to [profiles.{selected.name}] in {selected.path}, or set PPAUTH_CLIENT_ID",
         )
     return DeviceCode(
@@ -99,15 +110,41 @@ def _show(message: str) -> None:
     sys.stderr.flush()
 
 
+def browser_credential(
+    selected: Profile, timeout: float, prompt: Callable[[str], None] | None = None
+) -> InteractiveBrowser:
+    """The profile's app as a browser sign-in (the same app and tenant as
+    :func:`device_credential`; where no browser can open, it signs in with a device
+    code, shown by ``prompt``)."""
+    base = device_credential(selected)
+    return InteractiveBrowser(
+        tenant_id=base.tenant_id,
+        client_id=base.client_id,
+        authority_host=base.authority_host,
+        username=base.username,
+        timeout=timeout,
+        prompt=prompt,
+        source="login",
+    )
+
+
 def run_login(args: argparse.Namespace) -> int:
-    """Sign in with a device code and report who signed in (never the token)."""
-    if not args.device_code:
-        raise UsageError(
-            "ppauth login signs in with a device code: say --device-code",
-            "run `ppauth login --device-code`",
-        )
+    """Sign in in the browser (or with a device code) and report who signed in (never
+    the token)."""
     selected = common.profile(args)
-    cred = device_credential(selected, prompt=_show)
+    if not (0 < args.timeout <= 3600):
+        raise UsageError(
+            f"--timeout must be between 0 and 3600 seconds, not {args.timeout:g}",
+            "say how long to wait for the browser sign-in, e.g. --timeout 300",
+        )
+    cred: DeviceCode | InteractiveBrowser
+    if args.device_code:
+        cred = device_credential(selected, prompt=_show)
+    else:
+        if can_open_browser():
+            sys.stderr.write("Opening the browser to sign in (Ctrl+C cancels)...\n")
+            sys.stderr.flush()
+        cred = browser_credential(selected, args.timeout, prompt=_show)
     auth = common.build_auth(args, credential=cred)
     scope = args.scope or common.default_scope(args, selected)
     token = auth.provider.sign_in(scope)
@@ -117,9 +154,9 @@ def run_login(args: argparse.Namespace) -> int:
         f"signed in as {user or 'an account the token does not name'} "
         f"(profile {selected.name}, client {cred.client_id}); `ppauth logout` signs out\n"
     )
-    if not selected.get("device_code"):
+    if not (selected.get("device_code") or selected.get("interactive")):
         sys.stderr.write(
-            f"note: add device_code = true (and client_id = {cred.client_id!r}) to "
+            f"note: add interactive = true (and client_id = {cred.client_id!r}) to "
             f"[profiles.{selected.name}] in {selected.path}, so that `ppauth token` and "
             "PowerPlatformAuth use this sign-in\n"
         )

@@ -18,6 +18,7 @@ from requests_ppauth.credentials import (
     ClientSecret,
     Credential,
     DeviceCode,
+    InteractiveBrowser,
     UsernamePassword,
     WorkloadIdentity,
     blank,
@@ -41,7 +42,8 @@ class FileSource:
         if not s:
             request.note(f"no [profiles.{request.profile}] in {request.config_path}")
             return None
-        if not s.get("device_code") and not any(  # device_code = false is no credential
+        person = s.get("device_code") or s.get("interactive")  # = false is no credential
+        if not person and not any(
             k in s
             for k in (
                 "client_secret",
@@ -52,15 +54,27 @@ class FileSource:
             )
         ):
             request.note(
-                f"{where} holds no secret, certificate, username, device_code or "
-                "federated_token_file"
+                f"{where} holds no secret, certificate, username, device_code, "
+                "interactive or federated_token_file"
             )
             return None
-        if s.get("device_code") and not any(
-            k in s for k in ("client_secret", "certificate_path", "password")
-        ):
+        if person and not any(k in s for k in ("client_secret", "certificate_path", "password")):
+            if s.get("device_code") and s.get("interactive"):
+                raise SourceError(
+                    self.name,
+                    f"{where} says both device_code = true and interactive = true: keep one "
+                    "(interactive signs in in a browser, and with a device code where none opens)",
+                )
+            key = "interactive" if s.get("interactive") else "device_code"
             if not s.get("client_id"):
-                raise SourceError(self.name, f"{where}: device_code needs a client_id")
+                raise SourceError(self.name, f"{where}: {key} needs a client_id")
+            if s.get("interactive"):
+                return InteractiveBrowser(
+                    tenant_id=s.get("tenant_id") or "organizations",
+                    client_id=s["client_id"],
+                    authority_host=s.get("authority_host"),
+                    username=s.get("username"),
+                )
             return DeviceCode(
                 tenant_id=s.get("tenant_id") or "organizations",
                 client_id=s["client_id"],
