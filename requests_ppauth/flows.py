@@ -127,11 +127,13 @@ def _stderr_prompt(message: str) -> None:
 
 
 def device_code_flow(
-    app: Any, cred: DeviceCode, scope: str, *, silent: bool = True
+    app: Any, cred: DeviceCode, scope: str, *, silent: bool = True, claims: str | None = None
 ) -> dict[str, Any]:
     """A signed-in account's token (silently), else a device sign-in if a person is there.
 
     ``silent=False`` skips the signed-in accounts: a new sign-in (``ppauth login``).
+    ``claims`` (a CAE or Conditional Access challenge) goes with the device sign-in, so
+    the token it gives satisfies the challenge.
     """
     if silent:
         accounts = app.get_accounts(username=cred.username) if cred.username else app.get_accounts()
@@ -152,8 +154,8 @@ def device_code_flow(
                 "directory), or pass DeviceCode(prompt=...) to show the code yourself",
             )
         prompt = _stderr_prompt
-    flow = app.initiate_device_flow(scopes=[scope])
+    flow = app.initiate_device_flow(scopes=[scope], claims_challenge=claims)
     if "user_code" not in flow:
         raise TokenAcquisitionError.from_msal(flow, "Entra ID refused to start a device sign-in")
     prompt(str(flow["message"]))
-    return dict(app.acquire_token_by_device_flow(flow))
+    return dict(app.acquire_token_by_device_flow(flow, claims_challenge=claims))

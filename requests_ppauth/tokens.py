@@ -876,8 +876,8 @@ class TokenProvider:
                 if result and "access_token" in result:
                     return dict(result)
             # a new sign-in satisfies the challenge: a person authenticates afresh
-            return device_code_flow(app, cred, scope, silent=False)
-        return device_code_flow(app, cred, scope, silent=not interactive)
+            return device_code_flow(app, cred, scope, silent=False, claims=claims)
+        return device_code_flow(app, cred, scope, silent=not interactive, claims=claims)
 
     def _ropc(
         self, app: Any, cred: UsernamePassword, scope: str, claims: str | None = None

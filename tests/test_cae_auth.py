@@ -256,6 +256,20 @@ def test_device_code_answers_the_challenge_without_a_new_sign_in(ppauth_emulator
     assert emu.count("devicecode") == 0  # the person was not asked again
 
 
+def test_a_first_device_sign_in_under_a_challenge_carries_the_claims(ppauth_emulator):
+    """No account signed in yet and a claims challenge: the device sign-in itself asks
+    for the claims, so its token satisfies the challenge."""
+    from tests.test_new_flows_auth import Person, device
+
+    emu = ppauth_emulator
+    auth = make_auth(emu, device(emu, Person(emu)))
+    claims = '{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}'
+    assert auth.provider.get(POWERAPPS_SCOPE, claims=claims).token
+    assert emu.count("devicecode") == 1
+    (poll,) = [r for r in token_requests(emu) if r.grant_type and "device_code" in r.grant_type]
+    assert "claims" in poll.form_fields, poll.form_fields
+
+
 def test_managed_identity_asks_the_endpoint_again(ppauth_emulator, ppauth_env):
     from requests_ppauth.plugins import reset_plugins
 
