@@ -66,10 +66,31 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# what was shown on stderr as a warning: a library that both logs at WARNING and calls
+# warnings.warn (the Redis plugin, so that log collectors and Python's warnings filters
+# both see an outage) would otherwise print each line twice
+_shown: set[str] = set()
+
+
+class _OnceFilter(logging.Filter):
+    """Drops a WARNING record whose text was shown already (as a warning)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        text = " ".join(record.getMessage().split())
+        if text in _shown:
+            return False
+        _shown.add(text)
+        return True
+
+
 def setup(verbose: bool, stream: TextIO | None = None) -> None:
     """Send log records to stderr: warnings only, or everything with ``verbose``."""
+    _shown.clear()  # one command, one set (tests run several commands in one process)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RedactingFilter())
+    handler.addFilter(_OnceFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -96,5 +117,8 @@ def _show_warning(
     file: TextIO | None = None,
     line: str | None = None,
 ) -> None:
-    text = " ".join(str(message).split())
-    (file or sys.stderr).write(f"ppauth: warning: {redact(text)}\n")
+    text = " ".join(redact(str(message)).split())
+    if text in _shown:
+        return
+    _shown.add(text)
+    (file or sys.stderr).write(f"ppauth: warning: {text}\n")

@@ -152,6 +152,21 @@ def test_doctor_fails_on_an_unreachable_redis(emu, capsys, ppauth_env, cache_key
     assert password not in output and cache_key not in output
 
 
+def test_cache_list_with_redis_down_warns_once(emu, capsys, ppauth_env, cache_key):
+    """The plugin logs the outage and warns it (CacheWarning): the command shows it once."""
+    from requests_ppauth_redis import _warnings
+
+    _warnings.reset()
+    port = free_port()
+    ppauth_env.set(PPAUTH_REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    status, out, err = ppauth(capsys, "cache", "list")
+    assert status == 0, err
+    lines = [line for line in err.splitlines() if "did not answer" in line]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ppauth: warning: Redis at") and "file cache" in lines[0]
+    assert "0 tokens" in out
+
+
 def test_doctor_fails_when_no_stored_entry_opens_with_this_key(
     emu, redis_env, cache_key, ppauth_env, capsys
 ):
