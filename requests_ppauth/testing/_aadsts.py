@@ -18,6 +18,20 @@ ERRORS: dict[int, tuple[str, int, str]] = {
         "The user account {user} does not exist in the {tenant} directory. To sign into "
         "this application, the account must be added to the directory.",
     ),
+    50011: (
+        "invalid_request",
+        400,
+        "The redirect URI '{redirect_uri}' specified in the request does not match the "
+        "redirect URIs configured for the application '{client_id}'. Make sure the redirect "
+        "URI sent in the request matches one added to your application in the Azure portal. "
+        "Navigate to https://aka.ms/redirectUriMismatchError to learn more about how to fix "
+        "this.",
+    ),
+    50058: (
+        "login_required",
+        400,
+        "A silent sign-in request was sent but no user is signed in.",
+    ),
     50076: (
         "invalid_grant",
         400,
@@ -35,6 +49,12 @@ ERRORS: dict[int, tuple[str, int, str]] = {
         "The server terminated an operation because it encountered a client request loop. "
         "Please contact your app vendor.",
     ),
+    54005: (
+        "invalid_grant",
+        400,
+        "OAuth2 Authorization code was already redeemed, please retry with a new valid code "
+        "or use an existing refresh token.",
+    ),
     65001: (
         "invalid_grant",
         400,
@@ -42,15 +62,28 @@ ERRORS: dict[int, tuple[str, int, str]] = {
         "'{client_id}' named '{app_name}'. Send an interactive authorization request for "
         "this user and resource.",
     ),
+    65004: ("access_denied", 400, "User declined to consent to access the app."),
     70000: (
         "invalid_grant",
         400,
         "The request was denied because one or more grants are expired or invalid.",
     ),
+    70002: (
+        "invalid_client",
+        400,
+        "Error validating credentials. AADSTS50011: The reply address '{redirect_uri}' does "
+        "not match the reply address '{expected}' provided when requesting Authorization code.",
+    ),
     70003: (
         "unsupported_grant_type",
         400,
         "The app requested an unsupported grant type '{grant}'.",
+    ),
+    70008: (
+        "invalid_grant",
+        400,
+        "The provided authorization code or refresh token has expired due to inactivity. "
+        "Send a new interactive authorization request for this user and resource.",
     ),
     70011: (
         "invalid_scope",
@@ -90,6 +123,11 @@ ERRORS: dict[int, tuple[str, int, str]] = {
         400,
         "The request body must contain the following parameter: '{parameter}'.",
     ),
+    500121: (
+        "invalid_grant",
+        400,
+        "Authentication failed during strong authentication request.",
+    ),
     500011: (
         "invalid_resource",
         400,
@@ -98,6 +136,13 @@ ERRORS: dict[int, tuple[str, int, str]] = {
         "administrator of the tenant or consented to by any user in the tenant. You might "
         "have sent your authentication request to the wrong tenant.",
     ),
+    501481: (
+        "invalid_grant",
+        400,
+        "The Code_Verifier does not match the code_challenge supplied in the authorization "
+        "request.",
+    ),
+    501491: ("invalid_request", 400, "Invalid size of Code_Challenge parameter."),
     700016: (
         "unauthorized_client",
         400,
@@ -105,6 +150,11 @@ ERRORS: dict[int, tuple[str, int, str]] = {
         "'{tenant}'. This can happen if the application has not been installed by the "
         "administrator of the tenant or consented to by any user in the tenant. You may "
         "have sent your authentication request to the wrong tenant.",
+    ),
+    700054: (
+        "unsupported_response_type",
+        400,
+        "response_type '{response_type}' is not enabled for the application.",
     ),
     700021: (
         "invalid_client",
@@ -133,6 +183,7 @@ ERRORS: dict[int, tuple[str, int, str]] = {
         "must have a scope value with /.default suffixed to the resource identifier "
         "(application ID URI).",
     ),
+    9002313: ("invalid_request", 400, "Invalid request. Request is malformed or invalid."),
     7000215: (
         "invalid_client",
         401,
@@ -191,6 +242,8 @@ class EntraError(Exception):
             body["error_description"] = body["error_description"].replace(
                 "Authorization is pending. Continue polling.", "The user declined the sign-in."
             )
+        if self.code == 70002:  # Entra names both: the credential check and its cause
+            body["error_codes"] = [70002, 50011]
         if self.code == 50076:
             body["suberror"] = "basic_action"
             body["claims"] = '{"access_token":{"capolids":{"essential":true,"values":["mfa"]}}}'

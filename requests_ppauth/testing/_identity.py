@@ -26,6 +26,7 @@ from cryptography.x509.oid import NameOID
 
 from requests_ppauth.testing import _jwt
 from requests_ppauth.testing._aadsts import EntraError
+from requests_ppauth.testing._authorize import Authorizations, AuthorizeEndpoint, client_info
 from requests_ppauth.testing._certs import ClientCertificate
 from requests_ppauth.testing._device import DeviceFlows
 from requests_ppauth.testing._state import (
@@ -42,6 +43,7 @@ RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 GRAPH_RESOURCE = "00000003-0000-0000-c000-000000000000"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+AUTHORIZE_PATH = ["oauth2", "v2.0", "authorize"]
 CLOCK_SKEW = 300  # Entra ID tolerates five minutes of clock skew on assertions
 #: ``appidacr``/``azpacr``: how the client authenticated (0 public, 1 secret, 2 certificate)
 CLIENT_ACR = {"secret": "1", "assertion": "2", "federated": "2"}
@@ -171,6 +173,8 @@ class Identity:
         self.kid = _jwt.thumbprint(self.cert_der)
         self.policy = policy
         self.devices = DeviceFlows()
+        self.authorizations = Authorizations()
+        self.authorize = AuthorizeEndpoint(directory, self.authorizations, self._tenant_for)
         # the "external identity provider" (Kubernetes, GitHub Actions) whose tokens apps
         # can trust through federated credentials
         self.federation_key: rsa.RSAPrivateKey | None = None
@@ -197,6 +201,11 @@ class Identity:
         ):
             req.endpoint = "devicecode"
             return self.devicecode(req, parts[0])
+        if req.method in ("GET", "POST") and len(parts) == 4 and parts[1:] == AUTHORIZE_PATH:
+            req.endpoint = "authorize"
+            if req.method == "GET":
+                return self.authorize.get(req, parts[0])
+            return self.authorize.post(req, parts[0])
         if req.method == "POST" and len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
             req.endpoint = "token"
             return self.token(req, parts[0])
@@ -318,6 +327,8 @@ class Identity:
                 return self._refresh(req, tenant, app, form)
             if grant == DEVICE_GRANT:
                 return self._device(req, tenant, app, form)
+            if grant == "authorization_code":
+                return self._authorization_code(req, tenant, app, form)
             raise EntraError(70003, grant=grant)
         except EntraError as exc:
             return self._error(req, exc)
@@ -505,6 +516,32 @@ class Identity:
             raise EntraError(50034, user=code.approved_by or "", tenant=tenant.domain)
         return self._user_tokens(req, tenant, app, user, code.scope or form.get("scope", ""))
 
+    def _authorization_code(
+        self, req: Request, tenant: Tenant, app: App, form: dict[str, str]
+    ) -> Response:
+        """Redeem a code from ``/authorize`` (see ``_authorize``) for the signed-in user."""
+        if not form.get("code"):
+            raise EntraError(900144, parameter="code")
+        self._authenticate_client(req, tenant, app, form, required=not app.public_client)
+        with self.directory.lock:
+            code = self.authorizations.redeem(
+                form["code"],
+                app.client_id,
+                tenant.id,
+                form.get("redirect_uri"),
+                form.get("code_verifier"),
+            )
+        user = self.directory.user_by_oid(code.user_oid)
+        if user is None:
+            raise EntraError(70008)
+        scope = form.get("scope") or code.scope
+        granted = {s.lower() for s in code.scope.split()}
+        if not {s.lower() for s in scope.split()} <= granted | RESERVED_SCOPES:
+            raise EntraError(70011, scope=scope)
+        return self._user_tokens(
+            req, tenant, app, user, scope, nonce=code.nonce, mfa=code.mfa, auth_time=code.auth_time
+        )
+
     def _client_credentials(
         self, req: Request, tenant: Tenant, app: App, form: dict[str, str]
     ) -> Response:
@@ -542,15 +579,29 @@ class Identity:
         user = self.directory.user_by_oid(grant.user_oid)
         if user is None:
             raise EntraError(70000)
-        return self._user_tokens(req, tenant, app, user, form.get("scope", "openid"))
+        return self._user_tokens(req, tenant, app, user, form.get("scope", "openid"), mfa=grant.mfa)
 
     def _user_tokens(
-        self, req: Request, tenant: Tenant, app: App, user: User, scope: str
+        self,
+        req: Request,
+        tenant: Tenant,
+        app: App,
+        user: User,
+        scope: str,
+        *,
+        nonce: str | None = None,
+        mfa: bool = False,
+        auth_time: int | None = None,
     ) -> Response:
+        """Access, refresh and id tokens for ``user``; ``mfa``: the sign-in passed MFA.
+
+        ``nonce`` (the authorization request's) and ``auth_time`` go into the id_token
+        as OpenID Connect asks; msal compares the nonce with the one it sent.
+        """
         resource, perms, reserved = split_scopes(scope)
         if resource is None:
             resource, perms = GRAPH_RESOURCE, ["User.Read"]
-        if user.mfa_required:
+        if user.mfa_required and not mfa:
             raise EntraError(50076, resource=resource)
         if not user.consented:
             raise EntraError(65001, client_id=app.client_id, app_name=app.name)
@@ -558,27 +609,26 @@ class Identity:
         echoed = " ".join(s for s in scope.split() if s not in RESERVED_SCOPES) or scope
         body = self._token_body(token, echoed, app)
         now = int(time.time())
-        body["refresh_token"] = self.directory.new_refresh_token(user, app.client_id)
-        body["id_token"] = _jwt.encode(
-            {
-                "aud": app.client_id,
-                "iss": f"{req.origin}/{tenant.id}/v2.0",
-                "iat": now,
-                "nbf": now,
-                "exp": now + 3600,
-                "name": user.display_name or user.username,
-                "oid": user.oid,
-                "preferred_username": user.username,
-                "sub": user.oid,
-                "tid": tenant.id,
-                "ver": "2.0",
-            },
-            self.key,
-            {"kid": self.kid},
-        )
-        body["client_info"] = _jwt.b64url_encode(
-            json.dumps({"uid": user.oid, "utid": tenant.id}).encode()
-        )
+        body["refresh_token"] = self.directory.new_refresh_token(user, app.client_id, mfa=mfa)
+        id_claims: dict[str, Any] = {
+            "aud": app.client_id,
+            "iss": f"{req.origin}/{tenant.id}/v2.0",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 3600,
+            "name": user.display_name or user.username,
+            "oid": user.oid,
+            "preferred_username": user.username,
+            "sub": user.oid,
+            "tid": tenant.id,
+            "ver": "2.0",
+        }
+        if nonce is not None:
+            id_claims["nonce"] = nonce
+        if auth_time is not None:
+            id_claims["auth_time"] = auth_time
+        body["id_token"] = _jwt.encode(id_claims, self.key, {"kid": self.kid})
+        body["client_info"] = client_info(user)
         del reserved
         return Response.json(200, body)
 

@@ -166,12 +166,18 @@ class ClaimsChallenge:
 
 @dataclass
 class RefreshGrant:
-    """What a refresh token stands for."""
+    """What a refresh token stands for.
+
+    ``mfa``: the sign-in behind it passed multi-factor authentication (an interactive
+    sign-in's second step), so tokens refreshed from it satisfy an MFA requirement as
+    Entra ID's refresh tokens carry the session's authentication methods.
+    """
 
     user_oid: str
     client_id: str
     tenant_id: str
     revoked: bool = False
+    mfa: bool = False
 
 
 @dataclass
@@ -307,11 +313,11 @@ class Directory:
             self.users[(user.tenant_id, user.username.lower())] = user
         return user
 
-    def new_refresh_token(self, user: User, client_id: str) -> str:
+    def new_refresh_token(self, user: User, client_id: str, *, mfa: bool = False) -> str:
         """Mint an opaque refresh token for ``user`` and ``client_id``."""
         token = "0.RT." + secrets.token_urlsafe(48)
         with self.lock:
-            self.refresh_grants[token] = RefreshGrant(user.oid, client_id, user.tenant_id)
+            self.refresh_grants[token] = RefreshGrant(user.oid, client_id, user.tenant_id, mfa=mfa)
         return token
 
     def record(self, rec: RequestRecord) -> None:

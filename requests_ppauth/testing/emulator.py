@@ -588,6 +588,16 @@ class Emulator:
             claims, self._identity.federation_key, {"kid": self._identity.federation_kid}
         )
 
+    # -- authorization code flow -----------------------------------------------------
+    @property
+    def mfa_code(self) -> str:
+        """The one-time code the interactive sign-in's MFA step expects (``123456``)."""
+        return str(self._identity.authorizations.mfa_code)
+
+    @mfa_code.setter
+    def mfa_code(self, code: str) -> None:
+        self._identity.authorizations.mfa_code = code
+
     # -- GitHub Actions OIDC -------------------------------------------------------
     GITHUB_OIDC_PATH = "/_github/oidc/token"
 
@@ -692,7 +702,17 @@ class Emulator:
                 resp = fault.response(req)
         notes = req.notes
         extra: dict[str, Any] = {
-            k: notes[k] for k in ("aadsts", "client_auth", "issued_uti") if k in notes
+            k: notes[k]
+            for k in (
+                "aadsts",
+                "client_auth",
+                "issued_uti",
+                "response_mode",
+                "state",
+                "nonce",
+                "authorize_step",
+            )
+            if k in notes
         }
         if req.endpoint != "admin":
             self.directory.record(
