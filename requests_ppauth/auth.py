@@ -86,7 +86,8 @@ if hasattr(os, "register_at_fork"):
 class PowerPlatformAuth(AuthBase):
     """Bearer tokens from Entra ID for Power Platform hosts.
 
-    :param profile: config profile; default ``PPAUTH_PROFILE`` or ``"default"``.
+    :param profile: config profile; default ``PPAUTH_PROFILE``, else the config file's
+        ``active_profile`` (``ppauth profile use``), else ``"default"``.
     :param credential: use this credential instead of asking the sources.
     :param scope: one scope for every host (overrides the host table).
     :param hosts: extra ``{"host[:port]": scope}`` entries; these hosts are allowed.
@@ -188,11 +189,11 @@ class PowerPlatformAuth(AuthBase):
         if self._settled is not None:
             return self._settled
         from requests_ppauth._redacted import EnvironView
-        from requests_ppauth.config import load_profile
+        from requests_ppauth.config import choose_profile, load_profile
 
         env = EnvironView()  # os.environ, whose repr would list every variable in a traceback
-        name = self.profile or env.get("PPAUTH_PROFILE") or "default"
-        explicit = bool(self.profile or env.get("PPAUTH_PROFILE"))
+        choice = choose_profile(self.profile, env)  # profile= > PPAUTH_PROFILE > active
+        name, explicit = choice.name, choice.explicit
         profile = load_profile(name, env)
         cloud = self.cloud or get_cloud(profile.get("cloud") or "public")
         authority = (

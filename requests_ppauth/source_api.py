@@ -333,16 +333,17 @@ def explain_sources(
 
     Unlike a lookup it does not stop at the first answer or error: the sources after it
     are asked too, so a credential they hold shows as shadowed. Nothing is cached and no
-    token is requested. ``profile`` defaults to ``PPAUTH_PROFILE``, else ``default``;
+    token is requested. ``profile`` defaults to ``PPAUTH_PROFILE``, else the config
+    file's ``active_profile``, else ``default``;
     ``environ`` to ``os.environ``. ``ppauth sources`` prints the same report.
     """
     from requests_ppauth._redacted import EnvironView
-    from requests_ppauth.config import load_profile
+    from requests_ppauth.config import choose_profile, load_profile
     from requests_ppauth.plugins import get_plugins
 
     env = EnvironView(environ)
-    name = profile or env.get("PPAUTH_PROFILE") or "default"
-    explicit = bool(profile or env.get("PPAUTH_PROFILE"))
+    choice = choose_profile(profile, env)  # profile= > PPAUTH_PROFILE > active > default
+    name, explicit = choice.name, choice.explicit
     return get_plugins().explain(
         load_profile(name, env), env, order=sources, explicit_profile=explicit
     )
@@ -355,6 +356,8 @@ def source_report(auth: Any) -> SourceReport:
     object given ``credential=`` asks no source: the report says ``"explicit"``.
     """
     if getattr(auth, "credential", None) is not None:
-        name = getattr(auth, "profile", None) or "default"
+        from requests_ppauth.config import choose_profile
+
+        name = choose_profile(getattr(auth, "profile", None)).name
         return SourceReport(name, "explicit", (), "explicit", None)
     return explain_sources(getattr(auth, "profile", None), sources=getattr(auth, "sources", None))

@@ -73,6 +73,7 @@ def test_add_with_the_secret_in_the_file_when_asked(ppauth_env, ppauth_emulator)
         {
             "name": "emu",
             "current": False,
+            "active": False,
             "kind": "client secret",
             "client_id": s.client_id,
             "tenant_id": s.tenant_id,

@@ -22,7 +22,7 @@ from requests_ppauth.auth import PowerPlatformAuth
 from requests_ppauth.cache import CacheBackend
 from requests_ppauth.cli.failures import CLIError, UsageError
 from requests_ppauth.clouds import get_cloud
-from requests_ppauth.config import Profile, load_profile
+from requests_ppauth.config import Profile, choose_profile, load_profile
 from requests_ppauth.credentials import Credential
 
 # reStructuredText in docstrings, which double as --help descriptions: roles
@@ -106,13 +106,13 @@ def reject_unused(
 
 
 def profile_name(args: argparse.Namespace) -> str:
-    """``--profile``, else ``PPAUTH_PROFILE``, else ``default``."""
-    return str(args.profile or os.environ.get("PPAUTH_PROFILE") or "default")
+    """``--profile``, else ``PPAUTH_PROFILE``, else the active profile, else ``default``."""
+    return choose_profile(args.profile, EnvironView()).name
 
 
 def explicit_profile(args: argparse.Namespace) -> bool:
     """Whether the user named the profile (then a missing one is worth saying)."""
-    return bool(args.profile or os.environ.get("PPAUTH_PROFILE"))
+    return choose_profile(args.profile, EnvironView()).explicit
 
 
 def profile(args: argparse.Namespace) -> Profile:

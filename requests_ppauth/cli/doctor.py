@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         common.print_json({"ok": not failed, "checks": [asdict(c) for c in checks]})
     else:
-        sys.stdout.write(f"ppauth doctor: profile {common.profile_name(args)!r}\n")
+        shown = repr(selected.name) if selected is not None else "(not chosen: see config)"
+        sys.stdout.write(f"ppauth doctor: profile {shown}\n")
         for c in checks:
             sys.stdout.write(
                 f"  {c.status.upper() if c.status != 'ok' else 'ok':<5} {c.name:<12} {c.detail}\n"

@@ -1,4 +1,11 @@
-"""``ppauth profile list|show|add|remove``: the ``[profiles.<name>]`` tables of the config file.
+"""``ppauth profile list|show|add|remove|use``: the ``[profiles.<name>]`` tables of the config file.
+
+``use NAME`` makes NAME the active profile, as ``pac auth select`` does: it writes
+``active_profile = "NAME"`` at the top of the file, and every command and
+``PowerPlatformAuth()`` given no profile uses it. ``--profile`` (``profile=``) and
+``PPAUTH_PROFILE`` still win, in that order; ``use --clear`` goes back to ``default``.
+``list`` marks the profile in use with ``*`` and says what chose it. Removing the
+active profile clears the mark (the next command uses ``default``, and says so).
 
 Secrets never reach the file unasked: ``add`` hands each one to a secret store (a
 plugin's resolver that can store, such as the keyring plugin's) and writes the
@@ -11,14 +18,26 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from requests_ppauth._redacted import EnvironView
 from requests_ppauth.cli import common, config_file, logs, secret_store
 from requests_ppauth.cli.failures import CLIError, UsageError
-from requests_ppauth.config import SECRET_KEYS, config_path
+from requests_ppauth.config import (
+    ACTIVE_KEY,
+    DEFAULT_PROFILE,
+    FROM_DEFAULT,
+    FROM_FILE,
+    SECRET_KEYS,
+    ProfileChoice,
+    choose_profile,
+    config_path,
+)
+from requests_ppauth.errors import ConfigurationError
 from requests_ppauth.plugins import get_plugins
 from requests_ppauth.source_api import WELL_KNOWN
 
@@ -74,18 +93,26 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "profile",
         parents=parents,
-        help="list, show, add or remove profiles in the config file",
+        help="list, show, add, remove or choose (use) profiles in the config file",
         description=common.plain(
             "Edit the TOML config file ([profiles.<name>] tables). Its path: "
-            "PPAUTH_CONFIG, else the platform's config directory."
+            "PPAUTH_CONFIG, else the platform's config directory. The profile used is "
+            "--profile, else PPAUTH_PROFILE, else the active profile (`ppauth profile "
+            "use NAME`), else default."
         ),
     )
     sub = p.add_subparsers(dest="profile_command", metavar="SUBCOMMAND", required=True)
-    ls = sub.add_parser("list", parents=parents, help="profiles in the config file")
+    ls = sub.add_parser(
+        "list", parents=parents, help="profiles in the config file, * marking the one in use"
+    )
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(func=run_list)
     show = sub.add_parser("show", parents=parents, help="one profile's settings (no secrets)")
-    show.add_argument("name", nargs="?", help="default: --profile, PPAUTH_PROFILE or default")
+    show.add_argument(
+        "name",
+        nargs="?",
+        help="default: --profile, PPAUTH_PROFILE, the active profile, or default",
+    )
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=run_show)
     _add_parser(sub, parents)
@@ -97,6 +124,22 @@ def add(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="leave the profile's secrets in their secret store",
     )
     rm.set_defaults(func=run_remove)
+    use = sub.add_parser(
+        "use",
+        parents=parents,
+        help="make a profile the active one (used when no --profile or PPAUTH_PROFILE)",
+        description=common.plain(
+            f'Record NAME as the active profile ({ACTIVE_KEY} = "NAME" in the config '
+            "file), as `pac auth select` does. Commands and PowerPlatformAuth() given no "
+            "profile use it; --profile and PPAUTH_PROFILE still win. --clear goes back "
+            f"to the profile named {DEFAULT_PROFILE}."
+        ),
+    )
+    use.add_argument("name", nargs="?", help="a profile in the config file")
+    use.add_argument(
+        "--clear", action="store_true", help=f"forget the active profile: use {DEFAULT_PROFILE}"
+    )
+    use.set_defaults(func=run_use)
 
 
 def _add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -182,45 +225,106 @@ def shown(settings: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _selection(args: argparse.Namespace) -> tuple[ProfileChoice | None, str | None]:
+    """The profile in use and, when the file's active profile is broken, why not."""
+    try:
+        return choose_profile(args.profile, EnvironView()), None
+    except ConfigurationError as exc:  # a stale active_profile: list/show still work
+        return None, str(exc)
+
+
+def _chosen_by(choice: ProfileChoice) -> str:
+    return choice.describe("--profile")
+
+
 def run_list(args: argparse.Namespace) -> int:
-    """Print the profiles."""
+    """Print the profiles, ``*`` marking the one in use, and what chose it."""
     path = config_path()
     _, profiles = config_file.read(path)
-    current = common.profile_name(args)
+    active = config_file.read_active(path)
+    choice, broken = _selection(args)
+    current = choice.name if choice else None
     rows = [
         {
             "name": n,
             "current": n == current,
+            "active": n == active,
             "kind": kind(s),
             "client_id": s.get("client_id"),
             "tenant_id": s.get("tenant_id"),
         }
         for n, s in sorted(profiles.items())
     ]
+    if broken:
+        logs.warn(broken)
     if args.json:
-        common.print_json({"config": str(path), "profiles": rows})
+        selected = {"name": choice.name, "from": choice.origin} if choice else None
+        common.print_json(
+            {
+                "config": str(path),
+                ACTIVE_KEY: active,
+                "selected": selected,
+                "profiles": rows,
+            }
+        )
         return 0
     sys.stdout.write(f"{path}{'' if profiles else ' (no profiles)'}\n")
     for r in rows:
         star = "*" if r["current"] else " "
         ident = f"client {r['client_id']}" if r["client_id"] else ""
         sys.stdout.write(f"{star} {r['name']:<16} {r['kind']:<18} {ident}\n".rstrip() + "\n")
+    if choice is not None:
+        sys.stdout.write(_in_use_line(choice, active, profiles))
     return 0
 
 
+def _in_use_line(choice: ProfileChoice, active: str | None, profiles: dict[str, Any]) -> str:
+    """Which profile is in use and what chose it; when --profile or PPAUTH_PROFILE
+    overrides the file's active profile, both."""
+    line = f"in use: {choice.name} ({_chosen_by(choice)}"
+    if choice.name not in profiles:
+        line += "; not in this file"
+    if active is not None and choice.origin != FROM_FILE and active != choice.name:
+        line += f"; it overrides the active profile {active!r}"
+    if choice.origin == FROM_DEFAULT and profiles:
+        line += "; `ppauth profile use NAME` chooses another"
+    return line + ")\n"
+
+
 def run_show(args: argparse.Namespace) -> int:
-    """Print one profile, secrets hidden."""
+    """Print one profile, secrets hidden, and which profile is in use."""
     common.reject_unused(args, "profile show", uses=("profile", "verbose"))
-    name = args.name or common.profile_name(args)
+    choice: ProfileChoice | None
+    if args.name:  # a broken active profile is only a warning when it is not needed
+        choice, broken = _selection(args)
+        name = args.name
+    else:
+        choice, broken = choose_profile(args.profile, EnvironView()), None
+        name = choice.name
     path = config_path()
     _, profiles = config_file.read(path)
     if name not in profiles:
         raise config_file.not_found(name, path, profiles)
     settings = shown(profiles[name])
+    if broken:
+        logs.warn(broken)
     if args.json:
-        common.print_json({"name": name, "config": str(path), "settings": settings})
+        common.print_json(
+            {
+                "name": name,
+                "config": str(path),
+                "in_use": choice is not None and choice.name == name,
+                "selected": {"name": choice.name, "from": choice.origin} if choice else None,
+                ACTIVE_KEY: config_file.read_active(path),
+                "settings": settings,
+            }
+        )
         return 0
     sys.stdout.write(f"[profiles.{name}] in {path}\n")
+    if choice is not None and choice.name == name:
+        sys.stdout.write(f"in use: yes ({_chosen_by(choice)})\n")
+    elif choice is not None:
+        sys.stdout.write(f"in use: no, {choice.name} is ({_chosen_by(choice)})\n")
     common.table([(k, _text(v)) for k, v in settings.items()], indent="  ")
     return 0
 
@@ -380,7 +484,9 @@ def _place_secrets(
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    """Remove the profile (and, unless told otherwise, its stored secrets)."""
+    """Remove the profile (and, unless told otherwise, its stored secrets). Removing the
+    active profile clears the mark too, in the same write: a mark naming no profile would
+    make every later command fail until someone ran `ppauth profile use`."""
     common.reject_unused(args, "profile remove", uses=("verbose",), why="it removes NAME")
     name = args.name
     path = config_path()
@@ -388,7 +494,12 @@ def run_remove(args: argparse.Namespace) -> int:
         text, profiles = config_file.read(path)
         if name not in profiles:
             raise config_file.not_found(name, path, profiles)
-        config_file.write_atomic(path, config_file.without_profile(text, profiles, name))
+        was_active = config_file.read_active(path) == name
+        remaining = {k: v for k, v in profiles.items() if k != name}
+        text = config_file.without_profile(text, profiles, name)
+        if was_active:
+            text = config_file.with_active(text, remaining, None)
+        config_file.write_atomic(path, text)
     forgotten = []
     if not args.keep_secrets:
         for key in sorted(SECRET_KEYS):
@@ -399,4 +510,51 @@ def run_remove(args: argparse.Namespace) -> int:
     sys.stdout.write(f"removed profile {name!r} from {path}\n")
     if forgotten:
         sys.stdout.write(f"  and its {', '.join(forgotten)} from the secret store\n")
+    if was_active:
+        sys.stdout.write(
+            f"  it was the active profile: now {DEFAULT_PROFILE!r} is used "
+            "(`ppauth profile use NAME` chooses another)\n"
+        )
+    return 0
+
+
+def run_use(args: argparse.Namespace) -> int:
+    """Record the active profile (or, with ``--clear``, forget it)."""
+    common.reject_unused(
+        args, "profile use", uses=("verbose",), why="it records NAME as the active profile"
+    )
+    if bool(args.name) == args.clear:
+        raise UsageError(
+            "give a profile NAME or --clear" if not args.name else "NAME and --clear together",
+            "`ppauth profile use NAME` makes NAME the active profile; "
+            f"`ppauth profile use --clear` goes back to {DEFAULT_PROFILE!r}",
+        )
+    name: str | None = args.name
+    path = config_path()
+    with config_file.locked(path):
+        text, profiles = config_file.read(path)
+        if name is not None and name not in profiles:
+            raise CLIError(
+                f"there is no profile {name!r} in {path}: nothing was changed",
+                f"profiles there: {', '.join(sorted(profiles)) or 'none'}; "
+                "`ppauth profile add NAME` adds one, "
+                f"`ppauth profile use --clear` goes back to {DEFAULT_PROFILE!r}",
+            )
+        before = config_file.read_active(path)
+        if before != name:
+            config_file.write_atomic(path, config_file.with_active(text, profiles, name))
+    if name is None:
+        sys.stdout.write(
+            f"no active profile in {path}: {DEFAULT_PROFILE!r} is used\n"
+            if before is None
+            else f"cleared the active profile {before!r} in {path}: {DEFAULT_PROFILE!r} is used\n"
+        )
+    else:
+        sys.stdout.write(f"active profile: {name!r} (in {path})\n")
+    override = os.environ.get("PPAUTH_PROFILE")
+    if override:
+        logs.warn(
+            f"PPAUTH_PROFILE={override} overrides the active profile where it is set: "
+            "unset it to use the active profile"
+        )
     return 0
