@@ -465,7 +465,10 @@ def test_settings_only_profile_passes_with_a_reason(ppauth_env):
 
     reason = info.value.reasons["file"]
     assert "[profiles.default]" in reason
-    assert "holds no secret, certificate, username, device_code or federated_token_file" in reason
+    assert (
+        "holds no secret, certificate, username, device_code, interactive or federated_token_file"
+        in reason
+    )
     assert load_profile("default").get("cloud") == "gcc"
 
 
