@@ -236,7 +236,7 @@ def test_sign_in_needs_a_device_code_credential(ppauth_emulator):
         ),
         verify=emu.ca_bundle,
     )
-    with pytest.raises(ConfigurationError, match="needs a DeviceCode credential, not secret"):
+    with pytest.raises(ConfigurationError, match="InteractiveBrowser credential, not secret"):
         auth.provider.sign_in(PP_SCOPE)
     auth.provider.get(PP_SCOPE)
     assert auth.provider.sign_out() == []  # an app: its cached tokens go, nothing else
