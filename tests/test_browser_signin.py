@@ -243,3 +243,30 @@ def _payload(token: str) -> str:
 
     part = token.split(".")[1]
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode()
+
+
+def test_profile_add_interactive_writes_a_profile_login_uses(emu, ppauth_env):
+    ppauth_env.write_config("")
+    out = ok(
+        ppauth(
+            "profile",
+            "add",
+            "desk",
+            "--client-id",
+            emu.sample.public_client_id,
+            "--tenant-id",
+            emu.sample.tenant_id,
+            "--interactive",
+        )
+    )
+    assert "desk" in out
+    text = ppauth_env.config_path.read_text()
+    assert "interactive = true" in text and "device_code" not in text
+    listing = json.loads(ok(ppauth("profile", "list", "--json")))
+    (row,) = [r for r in listing["profiles"] if r["name"] == "desk"]
+    assert row["kind"] == "interactive browser", row
+    line, _ = failed(
+        ppauth("profile", "add", "two", "--client-id", "app", "--interactive", "--device-code"),
+        2,
+    )
+    assert "--device-code and --interactive are 2 credentials" in line

@@ -211,7 +211,7 @@ def test_one_credential_per_profile_with_what_it_needs(ppauth_env):
         ("--device-code", "--client-secret", "keyring:x"): "are 2 credentials",
         ("--managed-identity", "system", "--password", "keyring:p"): "are 2 credentials",
         ("--federated-token-file", "/t", "--certificate-path", "/c.pem"): "are 2 credentials",
-        ("--username", "u@x.example"): "--username needs --password (or --device-code",
+        ("--username", "u@x.example"): "--username needs --password (or --interactive",
         ("--password", "keyring:p"): "--username and --password go together",
     }
     for extra, message in cases.items():

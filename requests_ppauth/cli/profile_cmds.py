@@ -73,6 +73,7 @@ ORDER = (  # how a new profile's keys are written
     "username",
     "password",
     "device_code",
+    "interactive",
     "federated_token_file",
     "managed_identity",
     "cloud",
@@ -173,6 +174,12 @@ def _add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="a person signs in with `ppauth login` (MFA included); --username is a hint",
     )
+    p.add_argument(
+        "--interactive",
+        action="store_true",
+        help="a person signs in in the browser with `ppauth login` (a device code where no "
+        "browser opens); --username is a hint",
+    )
     p.add_argument("--sources", help="comma-separated sources to ask, in order (e.g. env,file)")
     p.add_argument("--secret-store", help="which secret store to use, when several are installed")
     p.add_argument(
@@ -191,6 +198,8 @@ def kind(settings: dict[str, Any]) -> str:
         return "client secret"
     if "certificate_path" in settings:
         return "certificate"
+    if settings.get("interactive"):
+        return "interactive browser"
     if settings.get("device_code"):
         return "device code"
     if "username" in settings:
@@ -357,6 +366,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         settings["send_certificate_chain"] = True
     if args.device_code:
         settings["device_code"] = True
+    if args.interactive:
+        settings["interactive"] = True
     for name, given in (
         ("cloud", args.cloud),
         ("authority_host", args.authority_host),
@@ -380,6 +391,7 @@ def _check_credential(args: argparse.Namespace, settings: dict[str, Any]) -> Non
             ("--certificate-path", "certificate_path" in settings),
             ("--password", args.secret_password),
             ("--device-code", args.device_code),
+            ("--interactive", args.interactive),
             ("--federated-token-file", "federated_token_file" in settings),
             ("--managed-identity", "managed_identity" in settings),
         )
@@ -400,8 +412,9 @@ def _check_credential(args: argparse.Namespace, settings: dict[str, Any]) -> Non
         )
     if "username" in settings and not given:
         raise UsageError(
-            "--username needs --password (or --device-code, where it is a sign-in hint)",
-            "add --password, to be prompted, or --device-code",
+            "--username needs --password (or --interactive / --device-code, where it is a "
+            "sign-in hint)",
+            "add --password, to be prompted, or --interactive",
         )
     if args.secret_password and "username" not in settings:
         raise UsageError("--username and --password go together", "give both, or neither")
