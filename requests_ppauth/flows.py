@@ -136,13 +136,11 @@ def device_code_flow(
     the token it gives satisfies the challenge.
     """
     if silent:
-        accounts = app.get_accounts(username=cred.username) if cred.username else app.get_accounts()
-        # msal lists every account in the cache, other clients' too: the first one that
-        # has a refresh token of this client answers
-        for account in accounts:
-            result = app.acquire_token_silent_with_error([scope], account=account)
-            if result and "access_token" in result:
-                return dict(result)
+        from requests_ppauth.signin import signed_in
+
+        result = signed_in(app, cred.username, scope)
+        if result is not None:
+            return dict(result)
     prompt = cred.prompt
     if prompt is None:
         if not sys.stderr.isatty():

@@ -60,7 +60,7 @@ from requests_ppauth.flows import (
     managed_identity_client,
     scope_to_resource,
 )
-from requests_ppauth.signin import browser_flow
+from requests_ppauth.signin import browser_flow, signed_in
 
 log = logging.getLogger("requests_ppauth")
 
@@ -866,15 +866,9 @@ class TokenProvider:
         """The device code flow; with ``claims``, the signed-in accounts' refresh tokens
         are tried with them first (msal's ``acquire_token_silent_with_error``)."""
         if claims is not None and not interactive:
-            accounts = (
-                app.get_accounts(username=cred.username) if cred.username else app.get_accounts()
-            )
-            for account in accounts:
-                result = app.acquire_token_silent_with_error(
-                    [scope], account=account, claims_challenge=claims
-                )
-                if result and "access_token" in result:
-                    return dict(result)
+            result = signed_in(app, cred.username, scope, claims)
+            if result is not None:
+                return dict(result)
             # a new sign-in satisfies the challenge: a person authenticates afresh
             return device_code_flow(app, cred, scope, silent=False, claims=claims)
         return device_code_flow(app, cred, scope, silent=not interactive, claims=claims)
