@@ -327,17 +327,52 @@ class ManagedIdentity(Credential):
 @dataclass(frozen=True)
 class WorkloadIdentity(Credential):
     """Workload identity federation: a token from another identity provider
-    (Kubernetes, GitHub Actions) in ``token_file`` is the client assertion.
+    (Kubernetes, GitHub Actions, Azure Pipelines) is the client assertion.
 
-    The file is read again for every token request, so a rotated token is picked up.
-    With ``token_url`` instead (GitHub Actions' ``ACTIONS_ID_TOKEN_REQUEST_URL``), the
-    token is fetched from there for every token request, authenticated by
-    ``request_token``: a secret, kept out of the repr.
+    Where that token comes from, in this order:
+
+    - ``token_file`` (Kubernetes' ``AZURE_FEDERATED_TOKEN_FILE``): read again for every
+      token request, so a rotated token is picked up;
+    - ``token_url`` with ``service_connection_id``: an Azure Pipelines job's
+      ``SYSTEM_OIDCREQUESTURI``, asked with ``request_token`` (``SYSTEM_ACCESSTOKEN``);
+    - ``token_url`` alone: GitHub Actions' ``ACTIONS_ID_TOKEN_REQUEST_URL``, asked with
+      ``request_token`` (``ACTIONS_ID_TOKEN_REQUEST_TOKEN``) for ``audience``.
+
+    A fetched token is fetched anew for every token request (it lives minutes, the
+    access token an hour), as azure-identity does. ``request_token`` is a secret, kept
+    out of the repr. ``audience`` empty means ``api://AzureADTokenExchange``, what
+    Entra ID's federated credentials expect unless you changed it.
     """
 
     token_file: str = ""
     token_url: str = ""
     request_token: str = field(default="", repr=False)
+    audience: str = ""
+    service_connection_id: str = ""
+
+    def __post_init__(self) -> None:
+        """Also: exactly one place to get the token from."""
+        super().__post_init__()
+        if bool(self.token_file) == bool(self.token_url):
+            raise InvalidCredentialError(
+                "a WorkloadIdentity takes either token_file or token_url (with request_token)"
+            )
+        if self.token_url and not self.request_token.strip():
+            raise InvalidCredentialError(
+                "a WorkloadIdentity with token_url needs the request_token that endpoint demands"
+            )
+        if self.service_connection_id and self.audience:
+            raise InvalidCredentialError(
+                "an Azure Pipelines OIDC token's audience is set by Azure DevOps "
+                "(api://AzureADTokenExchange): leave audience empty with service_connection_id"
+            )
+
+    @property
+    def provider(self) -> str:
+        """``file``, ``azure_pipelines`` or ``github_actions``: where the assertion comes from."""
+        if self.token_file:
+            return "file"
+        return "azure_pipelines" if self.service_connection_id else "github_actions"
 
     @property
     def kind(self) -> str:

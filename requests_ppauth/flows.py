@@ -10,20 +10,41 @@ When to choose which:
 - **Managed identity**: code running in Azure (VM, AKS, App Service, Functions).
   No secret exists to leak or rotate.
 - **Workload identity federation**: code running elsewhere that has a token from
-  another identity provider (Kubernetes service account, GitHub Actions OIDC).
-  No secret either; the token file is re-read on every request for a new token.
+  another identity provider (Kubernetes service account, GitHub Actions or Azure
+  Pipelines OIDC). No secret either; :mod:`requests_ppauth.federation` gets a fresh
+  token for every token request.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from requests_ppauth._http import IdentityHttpClient
-from requests_ppauth.credentials import DeviceCode, ManagedIdentity, WorkloadIdentity
-from requests_ppauth.errors import ConfigurationError, TokenAcquisitionError
+from requests_ppauth.credentials import DeviceCode, ManagedIdentity
+from requests_ppauth.errors import TokenAcquisitionError
+from requests_ppauth.federation import (
+    EXCHANGE_AUDIENCE,
+    AzurePipelinesTokenError,
+    GitHubActionsTokenError,
+    OidcTokenError,
+    file_assertion,
+    github_assertion,
+    pipelines_assertion,
+)
+
+__all__ = [
+    "GITHUB_AUDIENCE",
+    "AzurePipelinesTokenError",
+    "GitHubActionsTokenError",
+    "OidcTokenError",
+    "device_code_flow",
+    "federated_assertion",
+    "github_assertion",
+    "managed_identity_client",
+    "pipelines_assertion",
+    "scope_to_resource",
+]
 
 
 def scope_to_resource(scope: str) -> str:
@@ -35,69 +56,9 @@ def scope_to_resource(scope: str) -> str:
     return scope[: -len("/.default")] if scope.endswith("/.default") else scope
 
 
-GITHUB_AUDIENCE = "api://AzureADTokenExchange"
-
-
-class GitHubActionsTokenError(ConfigurationError):
-    """The GitHub Actions OIDC endpoint gave no token. Names the variable, never the
-    request token (it is a secret)."""
-
-
-def github_assertion(
-    cred: WorkloadIdentity, verify: bool | str = True, timeout: float = 10.0
-) -> Callable[[], str]:
-    """A callable msal asks for a fresh assertion: the job's OIDC token, fetched every
-    time, as azure-identity does with GitHub, so an expiring token is never reused."""
-    import requests
-
-    sep = "&" if "?" in cred.token_url else "?"
-    url = f"{cred.token_url}{sep}audience={GITHUB_AUDIENCE}"
-    var = "ACTIONS_ID_TOKEN_REQUEST_URL"
-
-    def fetch() -> str:
-        headers = {"Authorization": f"Bearer {cred.request_token}"}
-        try:
-            resp = requests.get(url, headers=headers, verify=verify, timeout=timeout)
-        except requests.RequestException as exc:
-            raise GitHubActionsTokenError(
-                f"cannot reach the GitHub Actions OIDC endpoint in {var} "
-                f"({type(exc).__name__}): is the job's permissions: id-token: write set?"
-            ) from None
-        if resp.status_code != 200:
-            raise GitHubActionsTokenError(
-                f"the GitHub Actions OIDC endpoint in {var} answered HTTP {resp.status_code}: "
-                "check ACTIONS_ID_TOKEN_REQUEST_TOKEN and permissions: id-token: write"
-            )
-        try:
-            value = resp.json().get("value")
-        except (ValueError, AttributeError):
-            value = None
-        if not isinstance(value, str) or not value.strip():
-            raise GitHubActionsTokenError(
-                f"the GitHub Actions OIDC endpoint in {var} answered no JSON with a value"
-            )
-        return value.strip()
-
-    return fetch
-
-
-def federated_assertion(cred: WorkloadIdentity) -> Callable[[], str]:
-    """A callable msal asks for a fresh assertion: the token file, read every time."""
-    path = Path(cred.token_file).expanduser()
-
-    def read() -> str:
-        try:
-            token = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot read the federated token file {path} ({exc.strerror}): check "
-                "AZURE_FEDERATED_TOKEN_FILE / the profile's federated_token_file"
-            ) from None
-        if not token:
-            raise ConfigurationError(f"the federated token file {path} is empty")
-        return token
-
-    return read
+# moved to requests_ppauth.federation; importable from here as before
+GITHUB_AUDIENCE = EXCHANGE_AUDIENCE
+federated_assertion = file_assertion
 
 
 def managed_identity_client(

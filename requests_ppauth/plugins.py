@@ -66,6 +66,7 @@ BUILTINS = (
     "requests_ppauth.sources.env",
     "requests_ppauth.sources.file",
     "requests_ppauth.sources.github",
+    "requests_ppauth.sources.azure_pipelines",
     "requests_ppauth.sources.managed",
 )
 DISABLE_VAR = "PPAUTH_DISABLE_PLUGINS"

@@ -53,10 +53,9 @@ from requests_ppauth.errors import (
     TokenAcquisitionError,
     UnsafeCacheError,
 )
+from requests_ppauth.federation import assertion_source
 from requests_ppauth.flows import (
     device_code_flow,
-    federated_assertion,
-    github_assertion,
     managed_identity_client,
     scope_to_resource,
 )
@@ -312,11 +311,7 @@ class TokenProvider:
         elif isinstance(cred, WorkloadIdentity):
             app = msal.ConfidentialClientApplication(
                 cred.client_id,
-                client_credential={
-                    "client_assertion": github_assertion(cred, self.verify)
-                    if cred.token_url
-                    else federated_assertion(cred)
-                },
+                client_credential={"client_assertion": assertion_source(cred, self.verify)},
                 **common,
             )
         elif isinstance(cred, ManagedIdentity):

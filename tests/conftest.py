@@ -35,7 +35,7 @@ def _environ_guard() -> Iterator[None]:
 # them (keyring, keyvault, the docs' example) have their own test suites, and the
 # managed identity and GitHub Actions sources have tests that turn them back on (and a
 # run inside a real GitHub Actions job must not federate as it).
-THIRD_PARTY_PLUGINS = "*,managed,github"
+THIRD_PARTY_PLUGINS = "*,managed,github,azure_pipelines"
 
 
 @pytest.fixture(autouse=True)

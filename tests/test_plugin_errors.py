@@ -213,7 +213,7 @@ def test_a_crashing_source_after_the_answer_is_never_asked(ppauth_env):
 
 def test_blocking_the_bad_plugin_by_name(ppauth_env):
     env_credential(ppauth_env)
-    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="*,managed,github,crashy")
+    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="*,managed,github,azure_pipelines,crashy")
     plugins = manager(ppauth_env, Registers(Source(priority=5, behaviour="boom")), name="crashy")
 
     assert "crashy" not in plugins.plugin_names()
@@ -311,7 +311,7 @@ def test_a_broken_installed_plugin_is_skipped_with_a_warning(ppauth_env, site, k
     env_credential(ppauth_env)
     install(site, kind, BAD[kind])
     install(site, "good", GOOD)
-    ppauth_env.set(PPAUTH_DISABLE_PLUGINS=",".join([*INSTALLED, "managed", "github"]))
+    ppauth_env.set(PPAUTH_DISABLE_PLUGINS=",".join([*INSTALLED, "managed", "github", "azure_pipelines"]))
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PluginWarning)
@@ -335,7 +335,7 @@ def test_a_broken_installed_plugin_is_skipped_with_a_warning(ppauth_env, site, k
 def test_blocking_the_broken_installed_plugin_silences_it(ppauth_env, site):
     env_credential(ppauth_env)
     install(site, "misspelt", BAD["misspelt"])
-    ppauth_env.set(PPAUTH_DISABLE_PLUGINS=",".join([*INSTALLED, "managed", "github", "misspelt"]))
+    ppauth_env.set(PPAUTH_DISABLE_PLUGINS=",".join([*INSTALLED, "managed", "github", "azure_pipelines", "misspelt"]))
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", PluginWarning)
@@ -350,7 +350,7 @@ def test_ppauth_sources_survives_a_broken_plugin(ppauth_env, site):
     install(site, "misspelt", BAD["misspelt"])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")])
-    env["PPAUTH_DISABLE_PLUGINS"] = ",".join([*INSTALLED, "managed", "github"])
+    env["PPAUTH_DISABLE_PLUGINS"] = ",".join([*INSTALLED, "managed", "github", "azure_pipelines"])
 
     proc = subprocess.run(
         [sys.executable, "-m", "requests_ppauth.cli", "sources"],

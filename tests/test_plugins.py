@@ -189,7 +189,7 @@ def test_unknown_source_name_lists_installed_sources(ppauth_env, where):
 
 def test_disable_plugins_blocks_the_builtin_env_source(ppauth_env):
     env_credential(ppauth_env)
-    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="env,*,managed,github")
+    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="env,*,managed,github,azure_pipelines")
     plugins = Plugins()
 
     assert [s.name for s in plugins.sources()] == ["file"]
@@ -201,7 +201,7 @@ def test_disable_plugins_blocks_the_builtin_env_source(ppauth_env):
 
 def test_disable_plugins_error_for_named_blocked_source(ppauth_env):
     env_credential(ppauth_env)
-    ppauth_env.set(PPAUTH_DISABLE_PLUGINS=" env , ,*,managed,github")
+    ppauth_env.set(PPAUTH_DISABLE_PLUGINS=" env , ,*,managed,github,azure_pipelines")
 
     with pytest.raises(ConfigurationError) as info:
         PowerPlatformAuth(sources=["env"])._find_credential()
@@ -209,13 +209,13 @@ def test_disable_plugins_error_for_named_blocked_source(ppauth_env):
     message = str(info.value)
     assert "unknown credential source(s) 'env'" in message
     assert "installed: file" in message
-    assert "blocked by PPAUTH_DISABLE_PLUGINS: *, env, github, managed" in message
+    assert "blocked by PPAUTH_DISABLE_PLUGINS: *, azure_pipelines, env, github, managed" in message
 
 
 def test_disable_plugins_reads_the_environment_at_construction(ppauth_env):
     env_credential(ppauth_env)
     before = Plugins()
-    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="env,*,managed,github")
+    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="env,*,managed,github,azure_pipelines")
 
     assert lookup(before).source == "env"
     assert [s.name for s in Plugins().sources()] == ["file"]
@@ -223,7 +223,7 @@ def test_disable_plugins_reads_the_environment_at_construction(ppauth_env):
 
 def test_disable_every_builtin(ppauth_env):
     env_credential(ppauth_env)
-    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="env,file,*,managed,github")
+    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="env,file,*,managed,github,azure_pipelines")
 
     with pytest.raises(NoCredentialError) as info:
         lookup(Plugins())
@@ -233,7 +233,7 @@ def test_disable_every_builtin(ppauth_env):
 
 
 def test_disable_plugins_blocks_a_runtime_plugin_by_name(ppauth_env):
-    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="third-party,*,managed,github")
+    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="third-party,*,managed,github,azure_pipelines")
     plugins = Plugins()
 
     plugins.register(SourcePlugin(ThirdSource("credential")), name="third-party")

@@ -76,14 +76,12 @@ class EnvSource:
             # AZURE_CLIENT_ID alone picks a user-assigned identity (managed_identity source)
             request.note("AZURE_CLIENT_ID selects the managed identity announced by the host")
             return None
-        if (
-            not any(values[f] for f in FIELDS if f not in ("CLIENT_ID", "TENANT_ID"))
-            and env.get("ACTIONS_ID_TOKEN_REQUEST_URL")
-            and env.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
-        ):
-            # a GitHub Actions job with id-token: write: the ids alone are for the
-            # github_actions source, which fetches the job's OIDC token
-            request.note(f"{p}CLIENT_ID alone: the github_actions source federates the job")
+        ci = _federating_ci(env, request.settings)
+        if ci and not any(values[f] for f in FIELDS if f not in ("CLIENT_ID", "TENANT_ID")):
+            # a GitHub Actions job with id-token: write or an Azure Pipelines step on a
+            # service connection: the ids alone are for that source, which fetches the
+            # job's OIDC token
+            request.note(f"{p}CLIENT_ID alone: the {ci} source federates the job")
             return None
         self._check_ids(p, client_id, tenant)
         if secret or cert_path:
@@ -185,6 +183,19 @@ def _managed_identity_announced(env: Mapping[str, str]) -> bool:
         or env.get("AZURE_POD_IDENTITY_AUTHORITY_HOST")
         or env.get("PPAUTH_MANAGED_IDENTITY")
     )
+
+
+def _federating_ci(env: Mapping[str, str], settings: Mapping[str, object]) -> str | None:
+    """The CI federation source that would take bare ids here, if any."""
+    if env.get("ACTIONS_ID_TOKEN_REQUEST_URL"):
+        return "github_actions"
+    if env.get("SYSTEM_OIDCREQUESTURI") and (
+        env.get("AZURESUBSCRIPTION_SERVICE_CONNECTION_ID")
+        or env.get("PPAUTH_SERVICE_CONNECTION_ID")
+        or settings.get("service_connection_id")
+    ):
+        return "azure_pipelines"
+    return None
 
 
 def _text(value: object) -> str:

@@ -39,6 +39,7 @@ from requests_ppauth.testing._certs import (
     federation_key as _federation_key,
 )
 from requests_ppauth.testing._faults import Fault, FaultPlan
+from requests_ppauth.testing._federation import GITHUB_PATH, OidcProviders
 from requests_ppauth.testing._identity import Identity, TokenPolicy
 from requests_ppauth.testing._jwt import encode as _jwt_encode
 from requests_ppauth.testing._jwt import unverified
@@ -134,8 +135,8 @@ class Emulator:
         self._want_sample = sample
         self.sample: Sample | None = None
         self.managed = ManagedIdentities()
-        # GitHub Actions jobs: request token -> (subject, lifetime) of the OIDC token
-        self._github_jobs: dict[str, tuple[str, int]] = {}
+        # the GitHub Actions and Azure Pipelines OIDC endpoints and their jobs
+        self._oidc = OidcProviders(self.directory.lock)
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> Self:
@@ -598,8 +599,8 @@ class Emulator:
     def mfa_code(self, code: str) -> None:
         self._identity.authorizations.mfa_code = code
 
-    # -- GitHub Actions OIDC -------------------------------------------------------
-    GITHUB_OIDC_PATH = "/_github/oidc/token"
+    # -- CI systems' OIDC endpoints ---------------------------------------------------
+    GITHUB_OIDC_PATH = GITHUB_PATH
 
     def github_actions_env(
         self,
@@ -613,28 +614,60 @@ class Emulator:
         endpoint (on the identity listener) and the request token it demands. The
         token it issues has ``sub`` ``repo:<repo>:ref:<ref>``, the federation issuer,
         and the requested audience, so ``add_app(federated_subject=...)`` trusts it."""
-        token = request_token or uuid.uuid4().hex
-        with self.directory.lock:
-            self._github_jobs[token] = (f"repo:{repo}:ref:{ref}", lifetime)
+        token = self._oidc.github_job(f"repo:{repo}:ref:{ref}", lifetime, request_token)
         return {
-            "ACTIONS_ID_TOKEN_REQUEST_URL": (
-                f"{self.authority_host}{self.GITHUB_OIDC_PATH}?api-version=2.0"
-            ),
+            "ACTIONS_ID_TOKEN_REQUEST_URL": f"{self.authority_host}{GITHUB_PATH}?api-version=2.0",
             "ACTIONS_ID_TOKEN_REQUEST_TOKEN": token,
         }
 
-    def _github_oidc(self, req: Request) -> Response:
-        """GitHub's token endpoint: ``GET`` with the job's bearer request token. The
-        audience asked for is recorded as the request's ``scope``."""
-        req.notes["scope"] = req.query.get("audience")
-        with self.directory.lock:
-            job = self._github_jobs.get(req.bearer() or "")
-        if req.method != "GET" or job is None:
-            return Response.json(401, {"message": "Bad credentials"})
-        subject, lifetime = job
-        audience = req.query.get("audience") or "https://github.com/contoso"
-        value = self.federated_token(subject, audience=audience, lifetime=lifetime)
-        return Response.json(200, {"count": 1, "value": value})
+    def azure_pipelines_env(
+        self,
+        service_connection: str = "power-platform",
+        *,
+        org: str = "contoso",
+        project: str = "power-app",
+        app: App | None = None,
+        audience: str = FEDERATION_AUDIENCE,
+        lifetime: int = 600,
+        access_token: str | None = None,
+    ) -> dict[str, str]:
+        """The variables an AzureCLI@2 task on a workload-identity service connection
+        has, with ``SYSTEM_ACCESSTOKEN: $(System.AccessToken)`` mapped in: the job's
+        ``SYSTEM_OIDCREQUESTURI``, its access token and the connection's id. The tokens
+        the endpoint issues have ``sub`` ``sc://<org>/<project>/<service_connection>``
+        (trust it with :meth:`pipelines_subject`). With ``app``, its ids come as
+        ``AZURESUBSCRIPTION_CLIENT_ID`` / ``_TENANT_ID``, as the task sets them."""
+        path, token, connection_id = self._oidc.pipelines_job(
+            org,
+            project,
+            service_connection,
+            audience=audience,
+            lifetime=lifetime,
+            access_token=access_token,
+        )
+        env = {
+            "TF_BUILD": "True",
+            "SYSTEM_OIDCREQUESTURI": f"{self.authority_host}{path}",
+            "SYSTEM_ACCESSTOKEN": token,
+            "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID": connection_id,
+        }
+        if app is not None:
+            env["AZURESUBSCRIPTION_CLIENT_ID"] = app.client_id
+            env["AZURESUBSCRIPTION_TENANT_ID"] = app.tenant_id
+        return env
+
+    @staticmethod
+    def pipelines_subject(
+        service_connection: str = "power-platform",
+        *,
+        org: str = "contoso",
+        project: str = "power-app",
+    ) -> str:
+        """The subject Azure DevOps puts in a service connection's OIDC tokens."""
+        return f"sc://{org}/{project}/{service_connection}"
+
+    def _mint_oidc(self, subject: str, audience: str, lifetime: int) -> str:
+        return self.federated_token(subject, audience=audience, lifetime=lifetime)
 
     # -- observation ---------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -711,6 +744,7 @@ class Emulator:
                 "state",
                 "nonce",
                 "authorize_step",
+                "service_connection_id",
             )
             if k in notes
         }
@@ -738,9 +772,10 @@ class Emulator:
     def _route(self, req: Request) -> Response:
         assert self._resources is not None
         if req.listener == "identity":
-            if req.path == self.GITHUB_OIDC_PATH:
-                req.endpoint = "github_oidc"
-                return self._github_oidc(req)
+            oidc = self._oidc.endpoint(req.path)
+            if oidc is not None:
+                req.endpoint = oidc
+                return self._oidc.handle(req, self._mint_oidc)
             if req.path.startswith("/_emulator/"):
                 req.endpoint = "admin"
                 return self._admin(req)
@@ -808,6 +843,19 @@ class Emulator:
             return dataclasses.asdict(self.policy)
         if verb == "info":
             return self.info()
+        if verb == "github_actions_env":
+            return self.github_actions_env(**params)
+        if verb == "azure_pipelines_env":
+            client_id = params.pop("client_id", None)
+            found = None
+            if client_id:
+                with self.directory.lock:
+                    found = next(
+                        (a for a in self.directory.apps.values() if a.client_id == client_id), None
+                    )
+                if found is None:
+                    raise KeyError(f"unknown app {client_id!r}")
+            return self.azure_pipelines_env(app=found, **params)
         if verb == "device_codes":
             return self.device_codes()
         if verb in ("approve_device", "decline_device", "expire_device", "slow_down_device"):

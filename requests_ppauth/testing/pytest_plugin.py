@@ -8,7 +8,8 @@ installed; importing this module starts nothing. Fixtures:
 ``ppauth_session_emulator``
     One emulator shared by the whole session (faster; state accumulates).
 ``ppauth_env``
-    An isolated environment: every ``AZURE_*``/``PPAUTH_*`` variable removed,
+    An isolated environment: every ``AZURE_*``/``PPAUTH_*`` variable (and the CI
+    jobs' OIDC variables) removed,
     config file, cache and platform directories under ``tmp_path``, loopback added
     to ``NO_PROXY`` (the emulator's traffic never reaches the machine's proxy). Use
     ``ppauth_env.use_emulator(emu)`` to point the variables at an emulator.
@@ -24,7 +25,18 @@ import pytest
 
 from requests_ppauth.testing.emulator import Emulator
 
-CREDENTIAL_PREFIXES = ("AZURE_", "PPAUTH_", "IDENTITY_", "MSI_")
+# what a source reads: credentials, and the CI jobs' OIDC endpoints (a test run inside
+# a real GitHub Actions or Azure Pipelines job must not federate as that job)
+CREDENTIAL_PREFIXES = (
+    "AZURE_",
+    "PPAUTH_",
+    "IDENTITY_",
+    "MSI_",
+    "ACTIONS_ID_TOKEN_",
+    "AZURESUBSCRIPTION_",
+    "SYSTEM_OIDCREQUESTURI",
+    "SYSTEM_ACCESSTOKEN",
+)
 LOOPBACK_NO_PROXY = "localhost,127.0.0.1,::1"
 
 
