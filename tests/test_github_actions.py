@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from requests_ppauth import PowerPlatformAuth, TokenAcquisitionError, explain_sources
+from requests_ppauth import PowerPlatformAuth, SourceError, TokenAcquisitionError, explain_sources
 from requests_ppauth.credentials import WorkloadIdentity
 from requests_ppauth.flows import GitHubActionsTokenError
 from requests_ppauth.plugins import reset_plugins
@@ -170,3 +170,84 @@ def test_an_expired_token(job, ppauth_env):
         get_envs(emu, api_auth(emu))
 
     assert info.value.code == 700024
+
+
+def test_the_audience_is_configurable_by_variable(ppauth_emulator, ppauth_env):
+    """A federated credential registered with another audience (some clouds, some
+    organisations' policy): PPAUTH_OIDC_AUDIENCE asks GitHub for that one."""
+    emu = ppauth_emulator
+    app = emu.add_app(federated_subject=SUBJECT, federated_audience="api://Contoso", name="aud")
+    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="*,managed")
+    reset_plugins()
+    ppauth_env.set(
+        **emu.github_actions_env(REPO),
+        AZURE_CLIENT_ID=app.client_id,
+        AZURE_TENANT_ID=emu.sample.tenant_id,
+        AZURE_AUTHORITY_HOST=emu.authority_host,
+        PPAUTH_CA_BUNDLE=emu.ca_bundle,
+        PPAUTH_OIDC_AUDIENCE="api://Contoso",
+    )
+
+    assert get_envs(emu, api_auth(emu)).status_code == 200
+    (oidc,) = emu.requests("github_oidc")
+    assert oidc.scope == "api://Contoso"
+
+
+def test_the_profile_names_the_app_and_the_audience(ppauth_emulator, ppauth_env):
+    """No AZURE_ variables at all: the profile holds the ids and the audience."""
+    emu = ppauth_emulator
+    app = emu.add_app(federated_subject=SUBJECT, federated_audience="api://Contoso", name="prof")
+    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="*,managed")
+    reset_plugins()
+    ppauth_env.write_config(
+        "[profiles.default]\n"
+        f'client_id = "{app.client_id}"\ntenant_id = "{app.tenant_id}"\n'
+        f'authority_host = "{emu.authority_host}"\noidc_audience = "api://Contoso"\n'
+    )
+    ppauth_env.set(**emu.github_actions_env(REPO), PPAUTH_CA_BUNDLE=emu.ca_bundle)
+    report = explain_sources()
+
+    assert report.answered_by == "github_actions"
+    assert get_envs(emu, api_auth(emu)).status_code == 200
+    assert emu.count("github_oidc") == 1 and emu.count("token") == 1
+
+
+def test_a_named_profile_wins_over_the_variables(ppauth_emulator, ppauth_env):
+    """``profile="ci"`` says which app: its ids beat AZURE_CLIENT_ID (another app)."""
+    emu = ppauth_emulator
+    app = emu.add_app(federated_subject=SUBJECT, name="named")
+    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="*,managed")
+    reset_plugins()
+    ppauth_env.write_config(
+        f'[profiles.ci]\nclient_id = "{app.client_id}"\ntenant_id = "{app.tenant_id}"\n'
+    )
+    ppauth_env.set(
+        **emu.github_actions_env(REPO),
+        AZURE_CLIENT_ID=emu.sample.client_id,
+        AZURE_TENANT_ID=emu.sample.tenant_id,
+        AZURE_AUTHORITY_HOST=emu.authority_host,
+        PPAUTH_CA_BUNDLE=emu.ca_bundle,
+    )
+    auth = PowerPlatformAuth(profile="ci", hosts={emu.api_url.split("//")[1]: APPS_SCOPE})
+
+    assert get_envs(emu, auth).status_code == 200
+    assert auth.provider.credential.client_id == app.client_id
+
+
+def test_a_url_without_its_request_token_is_a_typed_error(job, ppauth_env):
+    emu, _, _ = job
+    ppauth_env.set(ACTIONS_ID_TOKEN_REQUEST_TOKEN=None)
+    with pytest.raises(SourceError) as info:
+        get_envs(emu, api_auth(emu))
+
+    assert "ACTIONS_ID_TOKEN_REQUEST_TOKEN is not" in str(info.value)
+    assert "id-token: write" in str(info.value)
+    assert emu.count("github_oidc") == 0
+
+
+def test_a_plain_http_endpoint_is_refused(job, ppauth_env):
+    emu, _, _ = job
+    ppauth_env.set(ACTIONS_ID_TOKEN_REQUEST_URL="http://127.0.0.1:9/token?api-version=2.0")
+    with pytest.raises(GitHubActionsTokenError, match="must be an https:// URL"):
+        get_envs(emu, api_auth(emu))
+    assert emu.count("token") == 0

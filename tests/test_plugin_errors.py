@@ -311,7 +311,9 @@ def test_a_broken_installed_plugin_is_skipped_with_a_warning(ppauth_env, site, k
     env_credential(ppauth_env)
     install(site, kind, BAD[kind])
     install(site, "good", GOOD)
-    ppauth_env.set(PPAUTH_DISABLE_PLUGINS=",".join([*INSTALLED, "managed", "github", "azure_pipelines"]))
+    ppauth_env.set(
+        PPAUTH_DISABLE_PLUGINS=",".join([*INSTALLED, "managed", "github", "azure_pipelines"])
+    )
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PluginWarning)
@@ -335,7 +337,11 @@ def test_a_broken_installed_plugin_is_skipped_with_a_warning(ppauth_env, site, k
 def test_blocking_the_broken_installed_plugin_silences_it(ppauth_env, site):
     env_credential(ppauth_env)
     install(site, "misspelt", BAD["misspelt"])
-    ppauth_env.set(PPAUTH_DISABLE_PLUGINS=",".join([*INSTALLED, "managed", "github", "azure_pipelines", "misspelt"]))
+    ppauth_env.set(
+        PPAUTH_DISABLE_PLUGINS=",".join(
+            [*INSTALLED, "managed", "github", "azure_pipelines", "misspelt"]
+        )
+    )
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", PluginWarning)
