@@ -206,11 +206,52 @@ def test_a_workload_identity_profile_gets_a_token(ppauth_env, ppauth_emulator):
     assert grant.client_id == app.client_id and grant.extra["client_auth"] == "federated"
 
 
+def test_an_azure_pipelines_profile_gets_a_token_in_a_plain_script_step(
+    ppauth_env, ppauth_emulator
+):
+    """``profile add --service-connection-id`` for a ``script:`` step (no AzureCLI@2 task
+    to set AZURESUBSCRIPTION_*): the pipeline gives only the endpoint and its token."""
+    emu = ppauth_emulator
+    app = emu.add_app(federated_subject=emu.pipelines_subject("pp"), name="pp")
+    variables = emu.azure_pipelines_env("pp")
+    connection = variables["AZURESUBSCRIPTION_SERVICE_CONNECTION_ID"]
+    args = ["profile", "add", "ado", "--tenant-id", app.tenant_id, "--client-id", app.client_id]
+    args += ["--service-connection-id", connection, "--authority-host", emu.authority_host]
+    args += ["--ca-bundle", emu.ca_bundle]
+    ok(ppauth(*args))
+    data = tomllib.loads(ppauth_env.config_path.read_text())
+    assert data["profiles"]["ado"]["service_connection_id"] == connection
+    (row,) = json.loads(ok(ppauth("profile", "list", "--json")))["profiles"]
+    assert row["kind"] == "azure pipelines federation"
+
+    ppauth_env.set(
+        SYSTEM_OIDCREQUESTURI=variables["SYSTEM_OIDCREQUESTURI"],
+        SYSTEM_ACCESSTOKEN=variables["SYSTEM_ACCESSTOKEN"],
+    )
+    proc = ppauth("token", "--profile", "ado")
+    token = ok(proc).strip()
+    assert token.count(".") == 2
+    assert variables["SYSTEM_ACCESSTOKEN"] not in proc.stderr
+    assert emu.count("pipelines_oidc") == 1
+    (grant,) = emu.requests("token")
+    assert grant.client_id == app.client_id and grant.extra["client_auth"] == "federated"
+
+
+def test_a_github_profile_with_an_audience(ppauth_env):
+    ok(ppauth(*add_args("gh", "--oidc-audience", "api://Contoso")))
+    data = tomllib.loads(ppauth_env.config_path.read_text())
+
+    assert data["profiles"]["gh"]["oidc_audience"] == "api://Contoso"
+    (row,) = json.loads(ok(ppauth("profile", "list", "--json")))["profiles"]
+    assert row["kind"] == "github actions federation"
+
+
 def test_one_credential_per_profile_with_what_it_needs(ppauth_env):
     cases = {
         ("--device-code", "--client-secret", "keyring:x"): "are 2 credentials",
         ("--managed-identity", "system", "--password", "keyring:p"): "are 2 credentials",
         ("--federated-token-file", "/t", "--certificate-path", "/c.pem"): "are 2 credentials",
+        ("--service-connection-id", "sc", "--client-secret", "keyring:x"): "are 2 credentials",
         ("--username", "u@x.example"): "--username needs --password (or --interactive",
         ("--password", "keyring:p"): "--username and --password go together",
     }
@@ -219,6 +260,10 @@ def test_one_credential_per_profile_with_what_it_needs(ppauth_env):
         assert message in line, (extra, line)
     line, _ = failed(
         ppauth("profile", "add", "x", "--client-id", "a", "--federated-token-file", "/t"), 2
+    )
+    assert "needs --tenant-id" in line
+    line, _ = failed(
+        ppauth("profile", "add", "x", "--client-id", "a", "--service-connection-id", "sc"), 2
     )
     assert "needs --tenant-id" in line
     line, hint = failed(

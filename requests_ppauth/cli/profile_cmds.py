@@ -57,6 +57,18 @@ _OPTIONS = (  # option, setting, help
         "every token, as the platform rotates it)",
     ),
     (
+        "--service-connection-id",
+        "service_connection_id",
+        "Azure Pipelines federation: the workload identity service connection's id, for a "
+        "step that is not AzureCLI@2 (the pipeline gives the OIDC endpoint and token)",
+    ),
+    (
+        "--oidc-audience",
+        "oidc_audience",
+        "GitHub Actions federation: the OIDC token's audience, when the app's federated "
+        "credential expects another than api://AzureADTokenExchange",
+    ),
+    (
         "--managed-identity",
         "managed_identity",
         "an Azure managed identity: system, or a user-assigned identity's client id, "
@@ -75,6 +87,8 @@ ORDER = (  # how a new profile's keys are written
     "device_code",
     "interactive",
     "federated_token_file",
+    "service_connection_id",
+    "oidc_audience",
     "managed_identity",
     "cloud",
     "authority_host",
@@ -206,6 +220,10 @@ def kind(settings: dict[str, Any]) -> str:
         return "username/password"
     if "federated_token_file" in settings:
         return "workload identity"
+    if "service_connection_id" in settings:
+        return "azure pipelines federation"
+    if "oidc_audience" in settings:
+        return "github actions federation"
     if "managed_identity" in settings:
         return "managed identity"
     return "settings only"
@@ -393,6 +411,8 @@ def _check_credential(args: argparse.Namespace, settings: dict[str, Any]) -> Non
             ("--device-code", args.device_code),
             ("--interactive", args.interactive),
             ("--federated-token-file", "federated_token_file" in settings),
+            ("--service-connection-id", "service_connection_id" in settings),
+            ("--oidc-audience", "oidc_audience" in settings),
             ("--managed-identity", "managed_identity" in settings),
         )
         if present
@@ -402,7 +422,13 @@ def _check_credential(args: argparse.Namespace, settings: dict[str, Any]) -> Non
     needs_app = given and given[0] != "--managed-identity"
     if (needs_app or "username" in settings) and "client_id" not in settings:
         raise UsageError("a credential needs --client-id", "add --client-id APP_ID")
-    service_principal = ("--client-secret", "--certificate-path", "--federated-token-file")
+    service_principal = (
+        "--client-secret",
+        "--certificate-path",
+        "--federated-token-file",
+        "--service-connection-id",
+        "--oidc-audience",
+    )
     if given and given[0] in service_principal and "tenant_id" not in settings:
         raise UsageError("a service principal needs --tenant-id", "add --tenant-id TENANT")
     if "--managed-identity" in given and "client_id" in settings:
