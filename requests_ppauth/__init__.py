@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from requests_ppauth.auth import PowerPlatformAuth
 from requests_ppauth.errors import (
+    AzurePipelinesTokenError,
     CacheError,
     ConfigurationError,
+    GitHubActionsTokenError,
     HostNotAllowedError,
     InsecureTransportError,
     InvalidCredentialError,
     NoCredentialError,
+    OidcTokenError,
     PluginError,
     PPAuthError,
     SecretReferenceError,
@@ -107,6 +110,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AccessToken",
+    "AzurePipelinesTokenError",
     "CacheError",
     "ClientCertificate",
     "ClientSecret",
@@ -114,12 +118,14 @@ __all__ = [
     "Credential",
     "CredentialSource",
     "DeviceCode",
+    "GitHubActionsTokenError",
     "HostNotAllowedError",
     "InsecureTransportError",
     "InteractiveBrowser",
     "InvalidCredentialError",
     "ManagedIdentity",
     "NoCredentialError",
+    "OidcTokenError",
     "PPAuthError",
     "PluginError",
     "PowerPlatformAuth",

@@ -85,6 +85,20 @@ class SecretReferenceError(ConfigurationError):
     cannot be resolved: no installed resolver claims it, or the one that does failed."""
 
 
+class OidcTokenError(ConfigurationError):
+    """A CI system's OIDC endpoint (GitHub Actions, Azure Pipelines) gave no token for
+    workload identity federation. Names the variable to check, never the request token
+    (it is a secret)."""
+
+
+class GitHubActionsTokenError(OidcTokenError):
+    """The GitHub Actions OIDC endpoint (``ACTIONS_ID_TOKEN_REQUEST_URL``) gave no token."""
+
+
+class AzurePipelinesTokenError(OidcTokenError):
+    """The Azure Pipelines OIDC endpoint (``SYSTEM_OIDCREQUESTURI``) gave no token."""
+
+
 class PluginError(PPAuthError):
     """A plugin broke its contract: it failed to import, implements an unknown hook,
     raised in a hook or in a source's ``credential()``, registered the wrong thing.

@@ -19,25 +19,28 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from requests_ppauth.credentials import WorkloadIdentity
-from requests_ppauth.errors import ConfigurationError
+from requests_ppauth.errors import (
+    AzurePipelinesTokenError,
+    ConfigurationError,
+    GitHubActionsTokenError,
+    OidcTokenError,
+)
+
+__all__ = [
+    "EXCHANGE_AUDIENCE",
+    "AzurePipelinesTokenError",
+    "GitHubActionsTokenError",
+    "OidcTokenError",
+    "assertion_source",
+    "file_assertion",
+    "github_assertion",
+    "pipelines_assertion",
+]
 
 EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 # what azure-identity's AzurePipelinesCredential sends
 PIPELINES_API_VERSION = "7.1"
 PIPELINES_TOKEN_MAPPING = "env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)"  # noqa: S105
-
-
-class OidcTokenError(ConfigurationError):
-    """A CI system's OIDC endpoint gave no token. Names the variable to check, never
-    the request token (it is a secret)."""
-
-
-class GitHubActionsTokenError(OidcTokenError):
-    """The GitHub Actions OIDC endpoint (``ACTIONS_ID_TOKEN_REQUEST_URL``) gave no token."""
-
-
-class AzurePipelinesTokenError(OidcTokenError):
-    """The Azure Pipelines OIDC endpoint (``SYSTEM_OIDCREQUESTURI``) gave no token."""
 
 
 def assertion_source(

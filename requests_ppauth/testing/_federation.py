@@ -114,7 +114,9 @@ class OidcProviders:
         if req.method != "GET" or job is None:
             return Response.json(401, {"message": "Bad credentials"})
         subject, lifetime = job
-        audience = req.query.get("audience") or "https://github.com/contoso"
+        # without one, GitHub's audience is the URL of the repository's owner
+        owner = subject.removeprefix("repo:").split("/", 1)[0]
+        audience = req.query.get("audience") or f"https://github.com/{owner}"
         return Response.json(200, {"count": 1, "value": mint(subject, audience, lifetime)})
 
     def _pipelines_oidc(self, req: Request, mint: Mint) -> Response:
@@ -131,7 +133,9 @@ class OidcProviders:
                 [("Content-Type", "text/plain; charset=utf-8")],
             )
         if req.method != "POST":
-            return _devops_error(405, "The requested resource does not support http method 'GET'.")
+            return _devops_error(
+                405, f"The requested resource does not support http method '{req.method}'."
+            )
         if not req.query.get("api-version"):
             return _devops_error(400, "No api-version was supplied for the request.")
         subject = job.connections.get(connection_id)
