@@ -9,6 +9,7 @@ emulator issued are read back from what reached the API and from its refresh gra
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import tempfile
 import warnings
@@ -305,6 +306,53 @@ def test_throttling_and_outage(watch, ppauth_env):
         "temporarily_unavailable",
         "server_error",
         "network_error",
+    ]
+
+
+def test_ci_federation_flows(watch, ppauth_env):
+    """GitHub Actions and Azure Pipelines: their request tokens (bearer secrets) and
+    the OIDC tokens they hand out (client assertions) show nowhere, on success and on
+    a refused request token."""
+    from requests_ppauth.plugins import reset_plugins
+
+    emu = watch.emu
+    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="*,managed")
+    reset_plugins()
+    gh = emu.add_app(federated_subject="repo:contoso/power-app:ref:refs/heads/main", name="gh")
+    ado = emu.add_app(federated_subject=emu.pipelines_subject(), name="ado")
+    common = {"AZURE_AUTHORITY_HOST": emu.authority_host, "PPAUTH_CA_BUNDLE": emu.ca_bundle}
+    github_env = emu.github_actions_env(request_token=fresh("gh-request-token"))
+    pipelines_env = emu.azure_pipelines_env(app=ado, access_token=fresh("ado-access-token"))
+    watch.secrets["GitHub request token"] = github_env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"]
+    watch.secrets["Pipelines access token"] = pipelines_env["SYSTEM_ACCESSTOKEN"]
+
+    ppauth_env.set(**github_env, AZURE_CLIENT_ID=gh.client_id, AZURE_TENANT_ID=gh.tenant_id)
+    ppauth_env.set(**common)
+    watch.call(watch.auth(), ok=True)
+    ppauth_env.set(ACTIONS_ID_TOKEN_REQUEST_TOKEN=fresh("gh-wrong"))
+    watch.secrets["wrong GitHub request token"] = os.environ["ACTIONS_ID_TOKEN_REQUEST_TOKEN"]
+    watch.call(watch.auth(), ok=False)
+
+    ppauth_env.set(
+        ACTIONS_ID_TOKEN_REQUEST_URL=None,
+        ACTIONS_ID_TOKEN_REQUEST_TOKEN=None,
+        AZURE_CLIENT_ID=None,
+        AZURE_TENANT_ID=None,
+        **pipelines_env,
+    )
+    watch.call(watch.auth(), ok=True)
+    ppauth_env.set(SYSTEM_ACCESSTOKEN=fresh("ado-wrong"))
+    watch.secrets["wrong Pipelines access token"] = os.environ["SYSTEM_ACCESSTOKEN"]
+    watch.call(watch.auth(), ok=False)
+
+    oidc = emu.issued_oidc_tokens()
+    assert len(oidc) == 4  # one per scope per CI system
+    for i, token in enumerate(oidc):
+        watch.secrets[f"OIDC token #{i}"] = token
+        watch.secrets[f"OIDC token #{i} (signature)"] = token.split(".")[2]
+    assert [type(e).__name__ for e in watch.errors] == [
+        "GitHubActionsTokenError",
+        "AzurePipelinesTokenError",
     ]
 
 

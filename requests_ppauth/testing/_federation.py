@@ -55,6 +55,8 @@ class OidcProviders:
         self._github: dict[str, tuple[str, int]] = {}
         # access token -> job
         self._pipelines: dict[str, PipelineJob] = {}
+        # every token the endpoints issued: a leak test looks for them in logs and errors
+        self.issued: list[str] = []
 
     # -- jobs -------------------------------------------------------------------
     def github_job(self, subject: str, lifetime: int, request_token: str | None) -> str:
@@ -117,7 +119,10 @@ class OidcProviders:
         # without one, GitHub's audience is the URL of the repository's owner
         owner = subject.removeprefix("repo:").split("/", 1)[0]
         audience = req.query.get("audience") or f"https://github.com/{owner}"
-        return Response.json(200, {"count": 1, "value": mint(subject, audience, lifetime)})
+        value = mint(subject, audience, lifetime)
+        with self._lock:
+            self.issued.append(value)
+        return Response.json(200, {"count": 1, "value": value})
 
     def _pipelines_oidc(self, req: Request, mint: Mint) -> Response:
         """Azure DevOps' ``oidctoken`` endpoint, as the distributed task hub answers it."""
@@ -146,7 +151,10 @@ class OidcProviders:
                 "pipeline is not authorized to use it.",
             )
         req.notes["scope"] = job.audience
-        return Response.json(200, {"oidcToken": mint(subject, job.audience, job.lifetime)})
+        value = mint(subject, job.audience, job.lifetime)
+        with self._lock:
+            self.issued.append(value)
+        return Response.json(200, {"oidcToken": value})
 
 
 def _devops_error(status: int, message: str) -> Response:

@@ -666,6 +666,11 @@ class Emulator:
         """The subject Azure DevOps puts in a service connection's OIDC tokens."""
         return f"sc://{org}/{project}/{service_connection}"
 
+    def issued_oidc_tokens(self) -> list[str]:
+        """Every OIDC token the GitHub and Azure Pipelines endpoints handed out."""
+        with self.directory.lock:
+            return list(self._oidc.issued)
+
     def _mint_oidc(self, subject: str, audience: str, lifetime: int) -> str:
         return self.federated_token(subject, audience=audience, lifetime=lifetime)
 
