@@ -13,11 +13,14 @@ the endpoint named beside them, only over HTTPS, and no error names them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
+from requests_ppauth._http import IdentityHttpClient
 from requests_ppauth.credentials import WorkloadIdentity
 from requests_ppauth.errors import (
     AzurePipelinesTokenError,
@@ -40,18 +43,22 @@ __all__ = [
 EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 # what azure-identity's AzurePipelinesCredential sends
 PIPELINES_API_VERSION = "7.1"
+# a CI endpoint is asked this many times in all when it drops or answers 429/5xx
+OIDC_ATTEMPTS = 3
+OIDC_RETRY_AFTER_CAP = 10.0
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 PIPELINES_TOKEN_MAPPING = "env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)"  # noqa: S105
 
 
-def assertion_source(
-    cred: WorkloadIdentity, verify: bool | str = True, timeout: float = 10.0
-) -> Callable[[], str]:
-    """The callable for ``cred``'s provider (file, GitHub Actions or Azure Pipelines)."""
+def assertion_source(cred: WorkloadIdentity, http: IdentityHttpClient) -> Callable[[], str]:
+    """The callable for ``cred``'s provider (file, GitHub Actions or Azure Pipelines).
+    ``http`` is the provider's identity client: the CI endpoints get the CA bundle,
+    proxy and timeouts the token requests get."""
     if cred.provider == "file":
         return file_assertion(cred)
     if cred.provider == "azure_pipelines":
-        return pipelines_assertion(cred, verify, timeout)
-    return github_assertion(cred, verify, timeout)
+        return pipelines_assertion(cred, http)
+    return github_assertion(cred, http)
 
 
 def file_assertion(cred: WorkloadIdentity) -> Callable[[], str]:
@@ -73,66 +80,50 @@ def file_assertion(cred: WorkloadIdentity) -> Callable[[], str]:
     return read
 
 
-def github_assertion(
-    cred: WorkloadIdentity, verify: bool | str = True, timeout: float = 10.0
-) -> Callable[[], str]:
+def github_assertion(cred: WorkloadIdentity, http: IdentityHttpClient) -> Callable[[], str]:
     """The job's OIDC token for ``cred.audience``, fetched every time."""
-    var = "ACTIONS_ID_TOKEN_REQUEST_URL"
-    _require_https(cred.token_url, var, GitHubActionsTokenError)
     audience = cred.audience or EXCHANGE_AUDIENCE
     sep = "&" if "?" in cred.token_url else "?"
-    url = f"{cred.token_url}{sep}audience={quote(audience, safe=':/')}"
+    endpoint = _Endpoint(
+        "GitHub Actions",
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        GitHubActionsTokenError,
+        "is the job's permissions: id-token: write set?",
+        "GET",
+        f"{cred.token_url}{sep}audience={quote(audience, safe=':/')}",
+        cred.request_token,
+    )
     fix = "check ACTIONS_ID_TOKEN_REQUEST_TOKEN and the job's permissions: id-token: write"
 
     def fetch() -> str:
-        resp = _call(
-            "GET",
-            url,
-            cred.request_token,
-            verify,
-            timeout,
-            var,
-            GitHubActionsTokenError,
-            "GitHub Actions",
-            "is the job's permissions: id-token: write set?",
-        )
+        resp = endpoint.call(http)
         if resp.status_code != 200:
             raise GitHubActionsTokenError(
-                f"the GitHub Actions OIDC endpoint in {var} answered HTTP {resp.status_code}: {fix}"
+                f"{endpoint.where} answered HTTP {resp.status_code}: {fix}"
             )
-        return _token_field(
-            resp, "value", f"the GitHub Actions OIDC endpoint in {var}", GitHubActionsTokenError
-        )
+        return endpoint.token_field(resp, "value")
 
     return fetch
 
 
-def pipelines_assertion(
-    cred: WorkloadIdentity, verify: bool | str = True, timeout: float = 10.0
-) -> Callable[[], str]:
+def pipelines_assertion(cred: WorkloadIdentity, http: IdentityHttpClient) -> Callable[[], str]:
     """The pipeline's OIDC token for the service connection, fetched every time: a
     ``POST`` to ``SYSTEM_OIDCREQUESTURI`` authenticated by ``SYSTEM_ACCESSTOKEN``."""
-    var = "SYSTEM_OIDCREQUESTURI"
-    _require_https(cred.token_url, var, AzurePipelinesTokenError)
     sep = "&" if "?" in cred.token_url else "?"
-    url = (
+    endpoint = _Endpoint(
+        "Azure Pipelines",
+        "SYSTEM_OIDCREQUESTURI",
+        AzurePipelinesTokenError,
+        "is this step running in the pipeline's job?",
+        "POST",
         f"{cred.token_url}{sep}api-version={PIPELINES_API_VERSION}"
-        f"&serviceConnectionId={quote(cred.service_connection_id, safe='')}"
+        f"&serviceConnectionId={quote(cred.service_connection_id, safe='')}",
+        cred.request_token,
     )
-    where = f"the Azure Pipelines OIDC endpoint in {var}"
+    where = endpoint.where
 
     def fetch() -> str:
-        resp = _call(
-            "POST",
-            url,
-            cred.request_token,
-            verify,
-            timeout,
-            var,
-            AzurePipelinesTokenError,
-            "Azure Pipelines",
-            "is this step running in the pipeline's job?",
-        )
+        resp = endpoint.call(http)
         status = resp.status_code
         # Azure DevOps answers a token it does not know with 401, or with 203 and its
         # sign-in page; a redirect to that page is the same answer
@@ -151,54 +142,85 @@ def pipelines_assertion(
             )
         if status != 200:
             raise AzurePipelinesTokenError(f"{where} answered HTTP {status}{_trace(resp)}")
-        return _token_field(resp, "oidcToken", where, AzurePipelinesTokenError)
+        return endpoint.token_field(resp, "oidcToken")
 
     return fetch
 
 
 # -- shared -------------------------------------------------------------------------
-def _require_https(url: str, var: str, error: type[OidcTokenError]) -> None:
-    """The request token is a bearer secret: never in clear, never to a relative URL."""
-    parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname:
-        raise error(f"{var} must be an https:// URL (its request token is a secret), not {url!r}")
+@dataclass(frozen=True)
+class _Endpoint:
+    """One CI system's OIDC endpoint and how to speak of it in errors."""
+
+    system: str
+    var: str
+    error: type[OidcTokenError]
+    unreachable_hint: str
+    method: str
+    url: str
+    request_token: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        """The request token is a bearer secret: never in clear, never to a relative URL."""
+        parts = urlsplit(self.url)
+        if parts.scheme != "https" or not parts.hostname:
+            shown = urlunsplit(parts._replace(query=""))
+            raise self.error(
+                f"{self.var} must be an https:// URL (its request token is a secret), not {shown!r}"
+            )
+
+    @property
+    def where(self) -> str:
+        return f"the {self.system} OIDC endpoint in {self.var}"
+
+    def call(self, http: IdentityHttpClient) -> Any:
+        """The endpoint's answer, through the identity traffic's client (its CA bundle,
+        proxy and timeouts; no netrc, no redirects). A dropped connection or a
+        429/5xx is asked again, ``OIDC_ATTEMPTS`` times in all, as azure-identity and
+        ``@actions/core`` do: a job must not fail on one blip of its CI system."""
+        import requests
+
+        headers = {"Authorization": f"Bearer {self.request_token}"}
+        if self.method == "POST":
+            headers["Content-Type"] = "application/json"
+        send = http.post if self.method == "POST" else http.get
+        for attempt in range(1, OIDC_ATTEMPTS + 1):
+            last = attempt == OIDC_ATTEMPTS
+            try:
+                resp = send(self.url, headers=headers)
+            except requests.exceptions.SSLError as exc:  # a setting to fix: no retry
+                raise self.error(
+                    f"cannot reach {self.where}: TLS failed ({type(exc).__name__}): check "
+                    "PPAUTH_CA_BUNDLE"
+                ) from None
+            except requests.RequestException as exc:
+                if last:
+                    raise self.error(
+                        f"cannot reach {self.where} ({type(exc).__name__}, {attempt} "
+                        f"attempts): {self.unreachable_hint}"
+                    ) from None
+                time.sleep(_delay(attempt, None))
+                continue
+            if resp.status_code not in RETRY_STATUSES or last:
+                return resp
+            time.sleep(_delay(attempt, resp.headers.get("Retry-After")))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def token_field(self, resp: Any, key: str) -> str:
+        try:
+            value = resp.json().get(key)
+        except (ValueError, AttributeError):
+            value = None
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(f"{self.where} answered no JSON with a {key}")
+        return value.strip()
 
 
-def _call(
-    method: str,
-    url: str,
-    request_token: str,
-    verify: bool | str,
-    timeout: float,
-    var: str,
-    error: type[OidcTokenError],
-    system: str,
-    hint: str,
-) -> Any:
-    import requests
-
-    headers = {"Authorization": f"Bearer {request_token}"}
-    if method == "POST":
-        headers["Content-Type"] = "application/json"
-    try:
-        # no redirects: the bearer token is for this endpoint only
-        return requests.request(
-            method, url, headers=headers, verify=verify, timeout=timeout, allow_redirects=False
-        )
-    except requests.RequestException as exc:
-        raise error(
-            f"cannot reach the {system} OIDC endpoint in {var} ({type(exc).__name__}): {hint}"
-        ) from None
-
-
-def _token_field(resp: Any, key: str, where: str, error: type[OidcTokenError]) -> str:
-    try:
-        value = resp.json().get(key)
-    except (ValueError, AttributeError):
-        value = None
-    if not isinstance(value, str) or not value.strip():
-        raise error(f"{where} answered no JSON with a {key}")
-    return value.strip()
+def _delay(attempt: int, retry_after: str | None) -> float:
+    """Retry-After when the endpoint names one (capped), else 0.5 s doubling."""
+    if retry_after and retry_after.strip().isdigit():
+        return min(float(retry_after), OIDC_RETRY_AFTER_CAP)
+    return 0.5 * float(2 ** (attempt - 1))
 
 
 def _devops_message(resp: Any) -> str:

@@ -311,7 +311,7 @@ class TokenProvider:
         elif isinstance(cred, WorkloadIdentity):
             app = msal.ConfidentialClientApplication(
                 cred.client_id,
-                client_credential={"client_assertion": assertion_source(cred, self.verify)},
+                client_credential={"client_assertion": assertion_source(cred, self._http_client())},
                 **common,
             )
         elif isinstance(cred, ManagedIdentity):

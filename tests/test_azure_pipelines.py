@@ -367,3 +367,63 @@ def test_a_workload_identity_takes_one_token_origin():
             service_connection_id="sc",
             audience="api://x",
         )
+
+
+# -- the endpoint's transport: retries, proxy, netrc ----------------------------------------
+def test_a_blip_of_the_endpoint_is_asked_again(step):
+    emu, _, _ = step
+    emu.inject("pipelines_oidc", status=503, times=1)
+    emu.inject("pipelines_oidc", drop=True, times=1)
+
+    assert get_envs(emu, api_auth(emu)).status_code == 200
+    assert [r.status for r in emu.requests("pipelines_oidc")] == [503, 0, 200]
+    assert emu.count("token") == 1
+
+
+def test_an_endpoint_that_stays_down_is_asked_three_times_then_named(step):
+    emu, _, _ = step
+    emu.inject("pipelines_oidc", status=503, times=None)
+    with pytest.raises(AzurePipelinesTokenError, match="HTTP 503"):
+        get_envs(emu, api_auth(emu))
+
+    assert emu.count("pipelines_oidc") == 3 and emu.count("token") == 0
+
+
+def test_a_refused_access_token_is_not_asked_again(step, ppauth_env):
+    emu, _, _ = step
+    ppauth_env.set(SYSTEM_ACCESSTOKEN="eyJ0eXAi.not-this-job.0")
+    with pytest.raises(AzurePipelinesTokenError):
+        get_envs(emu, api_auth(emu))
+    assert emu.count("pipelines_oidc") == 1
+
+
+def test_the_endpoint_is_reached_through_the_https_proxy_in_a_tunnel(step, ppauth_env):
+    """Behind a corporate proxy the pipeline's endpoint is reached as the token endpoint
+    is: in a CONNECT tunnel, so the proxy never sees the access token."""
+    from tests._proxy import Proxy
+
+    emu, _, variables = step
+    with Proxy() as proxy:
+        ppauth_env.set(HTTPS_PROXY=proxy.url, https_proxy=None, NO_PROXY=None, no_proxy=None)
+        assert get_envs(emu, api_auth(emu)).status_code == 200
+
+        identity = emu.authority_host.removeprefix("https://")
+        # one kept-alive tunnel carries discovery, the OIDC token and the Entra token
+        assert proxy.tunnels[identity] >= 1
+        assert proxy.forwarded == []
+        assert variables["SYSTEM_ACCESSTOKEN"].encode() not in proxy.seen
+    assert emu.count("pipelines_oidc") == 1
+
+
+def test_a_netrc_entry_for_the_host_does_not_replace_the_access_token(step):
+    """requests would put a ~/.netrc login for the host in the Authorization header,
+    over the bearer access token; identity traffic reads no netrc."""
+    emu, _, variables = step
+    netrc = os.path.join(os.environ["HOME"], ".netrc")
+    with open(netrc, "w", encoding="utf-8") as fh:
+        fh.write("machine 127.0.0.1 login someone password netrc-password\n")
+    os.chmod(netrc, 0o600)
+
+    assert get_envs(emu, api_auth(emu)).status_code == 200
+    (oidc,) = emu.requests("pipelines_oidc")
+    assert oidc.authorization == f"Bearer {variables['SYSTEM_ACCESSTOKEN']}"

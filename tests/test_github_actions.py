@@ -251,3 +251,11 @@ def test_a_plain_http_endpoint_is_refused(job, ppauth_env):
     with pytest.raises(GitHubActionsTokenError, match="must be an https:// URL"):
         get_envs(emu, api_auth(emu))
     assert emu.count("token") == 0
+
+
+def test_a_bad_gateway_from_github_is_asked_again(job):
+    emu, _, _ = job
+    emu.inject("github_oidc", status=502, times=1)
+
+    assert get_envs(emu, api_auth(emu)).status_code == 200
+    assert [r.status for r in emu.requests("github_oidc")] == [502, 200]
