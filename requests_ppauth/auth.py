@@ -257,6 +257,7 @@ class PowerPlatformAuth(AuthBase):
             profile_setting=profile.get("cache"),
             environ=EnvironView(),
             profile_tables=profile,
+            origin=profile,
         )
 
     def _find_credential(self) -> Credential:

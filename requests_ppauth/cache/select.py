@@ -24,12 +24,18 @@ A bare name that no plugin registered is an error listing the registered names:
 from __future__ import annotations
 
 import os
+import re
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from requests_ppauth.cache.protocol import CacheBackend
-from requests_ppauth.errors import ConfigurationError
+from requests_ppauth.errors import ConfigurationError, UnsafeFileError
+
+if TYPE_CHECKING:
+    from requests_ppauth.config import Profile
 
 # what requests_ppauth.cache.CacheBackend requires, named when a factory's object lacks some
 _MEMBERS = ("get", "apply", "read_all", "key_lock", "try_key_lock", "location")
@@ -72,12 +78,19 @@ def resolve(
     environ: Mapping[str, str] | None = None,
     where: str = "cache",
     profile_tables: Mapping[str, Any] | None = None,
+    origin: Profile | None = None,
+    _from_file: bool = False,
 ) -> CacheBackend:
     """The backend ``setting`` names (see the module docstring).
 
     ``profile_tables`` is the profile's settings: a table in it named like the chosen
     backend (``[profiles.<name>.redis]``) gives that backend its options, under the
-    ones a ``cache = { backend = ... }`` table gives explicitly."""
+    ones a ``cache = { backend = ... }`` table gives explicitly.
+
+    ``origin`` is the profile both came from: options read from its file that hold a
+    plaintext secret (a ``password``, a URL with ``user:password@``) are refused when
+    the file is readable by others, as the ``file`` source refuses a plaintext
+    ``client_secret`` there. Options passed in code are the caller's business."""
     env = os.environ if environ is None else environ
     if setting is None or setting is True:
         if env.get("PPAUTH_CACHE"):
@@ -86,6 +99,7 @@ def resolve(
                 environ=env,
                 where="PPAUTH_CACHE",
                 profile_tables=profile_tables,
+                origin=origin,
             )
         if profile_setting is not None:
             return resolve(
@@ -93,6 +107,8 @@ def resolve(
                 environ=env,
                 where="the profile's cache",
                 profile_tables=profile_tables,
+                origin=origin,
+                _from_file=True,
             )
         setting = "file"
     if setting is False:
@@ -139,6 +155,9 @@ def resolve(
             f"(./{setting})"
         )
     table = (profile_tables or {}).get(setting)
+    read = {**(table if isinstance(table, Mapping) else {}), **(options if _from_file else {})}
+    if origin is not None and read:
+        _refuse_plaintext(read, origin, setting)
     if isinstance(table, Mapping):
         options = {**table, **options}
     try:
@@ -153,3 +172,39 @@ def resolve(
             f"not a CacheBackend: {lacks} (a CacheBackend has {', '.join(_MEMBERS)})"
         )
     return backend
+
+
+_SECRETISH = re.compile(r"(?i)secret|password|passphrase|token|credential")
+
+
+def _refuse_plaintext(options: Mapping[str, Any], origin: Profile, backend: str) -> None:
+    """UnsafeFileError when ``origin``'s file is readable by others and ``options`` (read
+    from it) hold a plaintext secret. Names the option, never its value."""
+    mode = origin.file_mode
+    if mode is None or not mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return
+    from requests_ppauth.source_api import literal_form, reference_scheme
+
+    for key, value in options.items():
+        if not isinstance(value, str):
+            continue  # { ref = "..." } tables, numbers, flags
+        plaintext = reference_scheme(value) is None or literal_form(value)
+        if _SECRETISH.search(key) and plaintext:
+            what = key
+        elif "://" in value and _url_password(value):
+            what = f"{key} (a URL with a password)"
+        else:
+            continue
+        raise UnsafeFileError(
+            f"{origin.path} holds a plaintext {what} for the {backend} cache of profile "
+            f"{origin.name!r} but is readable by others (mode {stat.S_IMODE(mode):o}): run "
+            f"`chmod 600 {origin.path}`, or keep the secret in a keyring and write a "
+            "reference (keyring:...), or set it in the environment"
+        )
+
+
+def _url_password(url: str) -> bool:
+    try:
+        return bool(urlsplit(url).password)
+    except ValueError:
+        return False

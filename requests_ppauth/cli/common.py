@@ -166,6 +166,7 @@ def cache_backend(args: argparse.Namespace) -> CacheBackend:
         environ=EnvironView(),  # its repr hides the values: frames that raise hold it
         where="--cache" if getattr(args, "cache", None) else "cache",
         profile_tables=selected.settings,  # [profiles.<name>.<backend>]: that backend's options
+        origin=selected,  # plaintext secrets in a file others can read are refused
     )
 
 

@@ -8,7 +8,7 @@ from requests_ppauth_redis import make_redis_cache
 from requests_ppauth_redis._settings import redact_url
 from requests_ppauth_redis.testing import free_port
 
-from requests_ppauth import CacheError, ConfigurationError, PowerPlatformAuth
+from requests_ppauth import CacheError, ConfigurationError, PowerPlatformAuth, UnsafeFileError
 from requests_ppauth.cache.select import resolve
 
 
@@ -152,3 +152,91 @@ def test_a_failed_pipeline_command_is_named_without_its_arguments(
     assert "token-value-never-shown" not in message
     assert "LPUSH" in message and "WRONGTYPE" in message, message
     assert redis_server.password not in message
+
+
+# -- a plaintext password in a config file others can read ------------------------------
+@pytest.mark.parametrize(
+    ("table", "named"),
+    [
+        ('[profiles.default.redis]\nurl = "{url}"\npassword = "{pw}"\n', "plaintext password"),
+        ('[profiles.default.redis]\nurl = "{url_pw}"\n', "plaintext url (a URL with a password)"),
+        (
+            '[profiles.default]\ncache = {{ backend = "redis", url = "{url}", '
+            'password = "{pw}" }}\n',
+            "plaintext password",
+        ),
+        (
+            '[profiles.default.redis]\nurl = "{url}"\npassword = "literal:{pw}"\n',
+            "plaintext password",
+        ),
+    ],
+    ids=["password-option", "password-in-url", "cache-table", "literal-form"],
+)
+def test_a_plaintext_password_in_a_readable_config_is_refused_before_redis_is_asked(
+    redis_server, ppauth_env, cache_key, table, named
+):
+    """As the file source refuses a plaintext client_secret in a file others can read:
+    a user of this machine could read the Redis password, and with it every token."""
+    text = table.format(
+        url=redis_server.url_without_password,
+        url_pw=redis_server.url,
+        pw=redis_server.password,
+    )
+    ppauth_env.write_config(
+        '[profiles.default]\ncache = "redis"\n' + text if "cache =" not in text else text,
+        mode=0o644,
+    )
+    ppauth_env.set(PPAUTH_CACHE_KEY=cache_key)
+    before = redis_server.client().info("stats")["total_connections_received"]
+
+    auth = PowerPlatformAuth(credential=None)
+    with pytest.raises(UnsafeFileError) as caught:
+        _ = auth.provider
+
+    message = str(caught.value)
+    assert named in message and "chmod 600" in message and "mode 644" in message, message
+    assert redis_server.password not in message + repr(caught.value)
+    after = redis_server.client().info("stats")["total_connections_received"]
+    assert after == before + 1  # only this check's own connection: the cache never dialled
+
+
+def test_the_same_config_at_0600_is_used(redis_server, ppauth_env, cache_key):
+    ppauth_env.write_config(
+        '[profiles.default]\ncache = "redis"\n[profiles.default.redis]\n'
+        f'url = "{redis_server.url_without_password}"\npassword = "{redis_server.password}"\n',
+        mode=0o600,
+    )
+    ppauth_env.set(PPAUTH_CACHE_KEY=cache_key)
+
+    auth = PowerPlatformAuth(credential=None)
+    assert auth.provider.cache.location.startswith(redis_server.url_without_password)
+
+
+def test_a_reference_in_a_readable_config_is_fine(redis_server, ppauth_env, cache_key):
+    """A reference holds no secret: a file others can read may hold it (the resolver
+    is then asked; an unknown scheme is its own error, not UnsafeFileError)."""
+    ppauth_env.write_config(
+        '[profiles.default]\ncache = "redis"\n[profiles.default.redis]\n'
+        f'url = "{redis_server.url_without_password}"\npassword = "nosuch:redis/prod"\n',
+        mode=0o644,
+    )
+    ppauth_env.set(PPAUTH_CACHE_KEY=cache_key)
+    auth = PowerPlatformAuth(credential=None)
+    with pytest.raises(ConfigurationError) as caught:
+        _ = auth.provider
+    assert not isinstance(caught.value, UnsafeFileError)
+    assert "nosuch" in str(caught.value)
+
+
+def test_options_passed_in_code_are_not_the_files_business(redis_server, ppauth_env, cache_key):
+    ppauth_env.write_config('[profiles.default]\ntenant_id = "t.example"\n', mode=0o644)
+    ppauth_env.set(PPAUTH_CACHE_KEY=cache_key)
+    auth = PowerPlatformAuth(
+        credential=None,
+        cache={
+            "backend": "redis",
+            "url": redis_server.url_without_password,
+            "password": redis_server.password,
+        },
+    )
+    assert auth.provider.cache.location.startswith(redis_server.url_without_password)
