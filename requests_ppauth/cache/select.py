@@ -175,6 +175,7 @@ def resolve(
 
 
 _SECRETISH = re.compile(r"(?i)secret|password|passphrase|token|credential")
+_KEYISH = re.compile(r"(?i)(^|_)keys?$")  # the cache's sealing key(s): `key = "<base64>"`
 
 
 def _refuse_plaintext(options: Mapping[str, Any], origin: Profile, backend: str) -> None:
@@ -189,7 +190,9 @@ def _refuse_plaintext(options: Mapping[str, Any], origin: Profile, backend: str)
         if not isinstance(value, str):
             continue  # { ref = "..." } tables, numbers, flags
         plaintext = reference_scheme(value) is None or literal_form(value)
-        if _SECRETISH.search(key) and plaintext:
+        if _KEYISH.search(key) and _key_location(value):
+            continue  # the cache key's file (file:<path>, an absolute path): not the keys
+        if (_SECRETISH.search(key) or _KEYISH.search(key)) and plaintext:
             what = key
         elif "://" in value and _url_password(value):
             what = f"{key} (a URL with a password)"
@@ -201,6 +204,12 @@ def _refuse_plaintext(options: Mapping[str, Any], origin: Profile, backend: str)
             f"`chmod 600 {origin.path}`, or keep the secret in a keyring and write a "
             "reference (keyring:...), or set it in the environment"
         )
+
+
+def _key_location(value: str) -> bool:
+    """Whether a ``key`` option names where the keys are rather than holding them."""
+    text = value.strip()
+    return text[:5].lower() == "file:" or (os.path.isabs(text) and os.path.isfile(text))
 
 
 def _url_password(url: str) -> bool:

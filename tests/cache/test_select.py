@@ -150,3 +150,30 @@ def test_the_cli_uses_the_same_setting(ppauth_emulator, ppauth_env, tmp_path):
     doctor = json.loads(ppauth("doctor", "--json").stdout)
     (check,) = [c for c in doctor["checks"] if c["name"] == "cache"]
     assert check["status"] == "fail" and "sqlit" in check["detail"]
+
+
+def test_a_plaintext_cache_key_in_a_readable_config_is_refused(ppauth_env, tmp_path):
+    """The sealing key in clear in a file others can read would unseal every token:
+    refused as a plaintext client_secret is, by the library and by every command."""
+    from requests_ppauth import UnsafeFileError
+    from requests_ppauth.cache.seal import generate_key
+
+    key = generate_key()
+    directory = tmp_path / "tokens"
+    ppauth_env.write_config(
+        f'[profiles.default]\ncache = {{ backend = "file", directory = "{directory}", '
+        f'key = "{key}" }}\n',
+        mode=0o640,
+    )
+    with pytest.raises(UnsafeFileError) as caught:
+        _ = PowerPlatformAuth(credential=None).provider
+    assert "plaintext key" in str(caught.value) and "mode 640" in str(caught.value)
+    assert key not in str(caught.value)
+    assert not directory.exists()  # refused before the backend made anything
+
+    proc = ppauth("cache", "path")
+    assert proc.returncode != 0 and "plaintext key" in proc.stderr
+    assert key not in proc.stdout + proc.stderr
+
+    ppauth_env.write_config(ppauth_env.config_path.read_text(), mode=0o600)
+    assert PowerPlatformAuth(credential=None).provider.cache is not None

@@ -169,8 +169,9 @@ def test_a_failed_pipeline_command_is_named_without_its_arguments(
             '[profiles.default.redis]\nurl = "{url}"\npassword = "literal:{pw}"\n',
             "plaintext password",
         ),
+        ('[profiles.default.redis]\nurl = "{url}"\nkey = "{key}"\n', "plaintext key"),
     ],
-    ids=["password-option", "password-in-url", "cache-table", "literal-form"],
+    ids=["password-option", "password-in-url", "cache-table", "literal-form", "cache-key"],
 )
 def test_a_plaintext_password_in_a_readable_config_is_refused_before_redis_is_asked(
     redis_server, ppauth_env, cache_key, table, named
@@ -181,6 +182,7 @@ def test_a_plaintext_password_in_a_readable_config_is_refused_before_redis_is_as
         url=redis_server.url_without_password,
         url_pw=redis_server.url,
         pw=redis_server.password,
+        key=cache_key,
     )
     ppauth_env.write_config(
         '[profiles.default]\ncache = "redis"\n' + text if "cache =" not in text else text,
@@ -196,6 +198,7 @@ def test_a_plaintext_password_in_a_readable_config_is_refused_before_redis_is_as
     message = str(caught.value)
     assert named in message and "chmod 600" in message and "mode 644" in message, message
     assert redis_server.password not in message + repr(caught.value)
+    assert cache_key not in message + repr(caught.value)
     after = redis_server.client().info("stats")["total_connections_received"]
     assert after == before + 1  # only this check's own connection: the cache never dialled
 
@@ -239,4 +242,21 @@ def test_options_passed_in_code_are_not_the_files_business(redis_server, ppauth_
             "password": redis_server.password,
         },
     )
+    assert auth.provider.cache.location.startswith(redis_server.url_without_password)
+
+
+def test_a_key_file_named_in_a_readable_config_is_fine(redis_server, ppauth_env, cache_key):
+    """``key = "file:..."`` names where the keys are (that file must be 0600 itself)."""
+    key_file = ppauth_env.root / "cache.key"
+    key_file.write_text(cache_key)
+    key_file.chmod(0o600)
+    ppauth_env.write_config(
+        '[profiles.default]\ncache = "redis"\n[profiles.default.redis]\n'
+        f'url = "{redis_server.url}"\nkey = "file:{key_file}"\n'.replace(
+            redis_server.url, redis_server.url_without_password
+        ),
+        mode=0o644,
+    )
+    ppauth_env.set(PPAUTH_REDIS_PASSWORD=redis_server.password)
+    auth = PowerPlatformAuth(credential=None)
     assert auth.provider.cache.location.startswith(redis_server.url_without_password)
