@@ -13,10 +13,8 @@ import sys
 from typing import Any
 
 import pytest
-import requests
 
 from requests_ppauth import (
-    PowerPlatformAuth,
     SourceError,
     TokenAcquisitionError,
     explain_sources,
@@ -25,19 +23,7 @@ from requests_ppauth.credentials import InvalidCredentialError, WorkloadIdentity
 from requests_ppauth.flows import AzurePipelinesTokenError, OidcTokenError
 from requests_ppauth.plugins import reset_plugins
 from requests_ppauth.testing import Emulator
-
-APPS_SCOPE = "https://service.powerapps.com//.default"
-BAP_PATH = (
-    "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments?api-version=2020-10-01"
-)
-
-
-def api_auth(emu: Emulator, **kwargs: Any) -> PowerPlatformAuth:
-    return PowerPlatformAuth(hosts={emu.api_url.split("//")[1]: APPS_SCOPE}, **kwargs)
-
-
-def get_envs(emu: Emulator, auth: PowerPlatformAuth) -> requests.Response:
-    return requests.get(emu.api_url + BAP_PATH, auth=auth, verify=emu.ca_bundle, timeout=30)
+from tests._ci import APPS_SCOPE, BAP_PATH, api_auth, get_envs, ppauth
 
 
 def enable_pipelines(ppauth_env) -> None:
@@ -125,13 +111,7 @@ def test_explain_sources_shows_azure_pipelines(step):
 
 def test_ppauth_sources_names_the_answer_and_hides_the_access_token(step):
     _, _, variables = step
-    proc = subprocess.run(
-        [sys.executable, "-m", "requests_ppauth.cli", "sources", "--json"],
-        env=os.environ.copy(),
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    proc = ppauth("sources", "--json")
 
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
@@ -306,49 +286,40 @@ def test_a_plain_http_endpoint_is_refused_before_the_token_leaves(step, ppauth_e
             listener.accept()  # nothing connected
 
 
-def test_an_untrusted_service_connection_is_70021(ppauth_emulator, ppauth_env):
-    emu = ppauth_emulator
-    app = emu.add_app(federated_subject=emu.pipelines_subject("prod"), name="prod-only")
+def refused_exchange(emu: Emulator, ppauth_env, app: Any, **job: Any) -> TokenAcquisitionError:
+    """What Entra ID answers for ``app`` in a pipeline job made with ``job``."""
     enable_pipelines(ppauth_env)
     ppauth_env.set(
-        **emu.azure_pipelines_env("dev", app=app),  # the dev connection, the prod app
+        **emu.azure_pipelines_env(app=app, **job),
         AZURE_AUTHORITY_HOST=emu.authority_host,
         PPAUTH_CA_BUNDLE=emu.ca_bundle,
     )
     with pytest.raises(TokenAcquisitionError) as info:
         get_envs(emu, api_auth(emu))
+    return info.value
 
-    assert info.value.code == 70021 and "sc://contoso/power-app/dev" in str(info.value)
+
+def test_an_untrusted_service_connection_is_70021(ppauth_emulator, ppauth_env):
+    emu = ppauth_emulator
+    app = emu.add_app(federated_subject=emu.pipelines_subject("prod"), name="prod-only")
+    error = refused_exchange(emu, ppauth_env, app, service_connection="dev")  # the dev one
+
+    assert error.code == 70021 and "sc://contoso/power-app/dev" in str(error)
 
 
 def test_a_token_for_another_audience_is_70021(ppauth_emulator, ppauth_env):
     emu = ppauth_emulator
     app = emu.add_app(federated_subject=emu.pipelines_subject(), name="aud")
-    enable_pipelines(ppauth_env)
-    ppauth_env.set(
-        **emu.azure_pipelines_env(app=app, audience="api://SomethingElse"),
-        AZURE_AUTHORITY_HOST=emu.authority_host,
-        PPAUTH_CA_BUNDLE=emu.ca_bundle,
-    )
-    with pytest.raises(TokenAcquisitionError) as info:
-        get_envs(emu, api_auth(emu))
+    error = refused_exchange(emu, ppauth_env, app, audience="api://SomethingElse")
 
-    assert info.value.code == 70021 and "api://SomethingElse" in str(info.value)
+    assert error.code == 70021 and "api://SomethingElse" in str(error)
 
 
 def test_an_expired_oidc_token_is_700024(ppauth_emulator, ppauth_env):
     emu = ppauth_emulator
     app = emu.add_app(federated_subject=emu.pipelines_subject(), name="expired")
-    enable_pipelines(ppauth_env)
-    ppauth_env.set(
-        **emu.azure_pipelines_env(app=app, lifetime=-3600),
-        AZURE_AUTHORITY_HOST=emu.authority_host,
-        PPAUTH_CA_BUNDLE=emu.ca_bundle,
-    )
-    with pytest.raises(TokenAcquisitionError) as info:
-        get_envs(emu, api_auth(emu))
 
-    assert info.value.code == 700024
+    assert refused_exchange(emu, ppauth_env, app, lifetime=-3600).code == 700024
 
 
 def test_a_workload_identity_takes_one_token_origin():

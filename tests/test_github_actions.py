@@ -4,35 +4,38 @@ job's OIDC token from the emulator's GitHub endpoint and Entra ID exchanges it."
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 from typing import Any
 
 import pytest
-import requests
 
 from requests_ppauth import PowerPlatformAuth, SourceError, TokenAcquisitionError, explain_sources
 from requests_ppauth.credentials import WorkloadIdentity
 from requests_ppauth.flows import GitHubActionsTokenError
 from requests_ppauth.plugins import reset_plugins
 from requests_ppauth.testing import Emulator
+from tests._ci import APPS_SCOPE, api_auth, get_envs, ppauth
 
 REPO = "contoso/power-app"
 SUBJECT = f"repo:{REPO}:ref:refs/heads/main"
-APPS_SCOPE = "https://service.powerapps.com//.default"
-BAP_PATH = (
-    "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments?api-version=2020-10-01"
-)
 
 
-def api_auth(emu: Emulator) -> PowerPlatformAuth:
-    return PowerPlatformAuth(hosts={emu.api_url.split("//")[1]: APPS_SCOPE})
-
-
-def get_envs(emu: Emulator, auth: PowerPlatformAuth) -> requests.Response:
-    return requests.get(emu.api_url + BAP_PATH, auth=auth, verify=emu.ca_bundle, timeout=30)
+def start_job(emu: Emulator, ppauth_env, app: Any | None, **extra: str) -> dict[str, str]:
+    """A job with id-token: write for ``REPO``; the app's ids in AZURE_* (none when
+    ``app`` is None: a profile names it), ``extra`` variables besides."""
+    variables = emu.github_actions_env(REPO)
+    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="*,managed")  # conftest disables github too
+    reset_plugins()
+    ids = {"AZURE_CLIENT_ID": app.client_id, "AZURE_TENANT_ID": app.tenant_id} if app else {}
+    ppauth_env.set(
+        **variables,
+        **ids,
+        AZURE_AUTHORITY_HOST=emu.authority_host,
+        PPAUTH_CA_BUNDLE=emu.ca_bundle,
+        **extra,
+    )
+    emu.reset_counts()
+    return variables
 
 
 @pytest.fixture
@@ -40,18 +43,7 @@ def job(ppauth_emulator, ppauth_env) -> tuple[Emulator, Any, dict[str, str]]:
     """A job with id-token: write, the app's ids and nothing else."""
     emu = ppauth_emulator
     app = emu.add_app(federated_subject=SUBJECT, name="gh-job")
-    variables = emu.github_actions_env(REPO)
-    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="*,managed")  # conftest disables github too
-    reset_plugins()
-    ppauth_env.set(
-        **variables,
-        AZURE_CLIENT_ID=app.client_id,
-        AZURE_TENANT_ID=emu.sample.tenant_id,
-        AZURE_AUTHORITY_HOST=emu.authority_host,
-        PPAUTH_CA_BUNDLE=emu.ca_bundle,
-    )
-    emu.reset_counts()
-    return emu, app, variables
+    return emu, app, start_job(emu, ppauth_env, app)
 
 
 def test_a_job_gets_a_token_with_no_setup(job):
@@ -86,13 +78,7 @@ def test_explain_sources_shows_github_actions(job):
 
 def test_ppauth_sources_shows_github_actions(job):
     _, _, variables = job
-    proc = subprocess.run(
-        [sys.executable, "-m", "requests_ppauth.cli", "sources", "--json"],
-        env=os.environ.copy(),
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    proc = ppauth("sources", "--json")
 
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
@@ -148,15 +134,7 @@ def test_an_untrusted_subject(job, ppauth_env):
 def test_a_wrong_audience(ppauth_emulator, ppauth_env):
     emu = ppauth_emulator
     app = emu.add_app(federated_subject=SUBJECT, federated_audience="api://Other", name="gh-aud")
-    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="*,managed")
-    reset_plugins()
-    ppauth_env.set(
-        **emu.github_actions_env(REPO),
-        AZURE_CLIENT_ID=app.client_id,
-        AZURE_TENANT_ID=emu.sample.tenant_id,
-        AZURE_AUTHORITY_HOST=emu.authority_host,
-        PPAUTH_CA_BUNDLE=emu.ca_bundle,
-    )
+    start_job(emu, ppauth_env, app)
     with pytest.raises(TokenAcquisitionError) as info:
         get_envs(emu, api_auth(emu))
 
@@ -177,16 +155,7 @@ def test_the_audience_is_configurable_by_variable(ppauth_emulator, ppauth_env):
     organisations' policy): PPAUTH_OIDC_AUDIENCE asks GitHub for that one."""
     emu = ppauth_emulator
     app = emu.add_app(federated_subject=SUBJECT, federated_audience="api://Contoso", name="aud")
-    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="*,managed")
-    reset_plugins()
-    ppauth_env.set(
-        **emu.github_actions_env(REPO),
-        AZURE_CLIENT_ID=app.client_id,
-        AZURE_TENANT_ID=emu.sample.tenant_id,
-        AZURE_AUTHORITY_HOST=emu.authority_host,
-        PPAUTH_CA_BUNDLE=emu.ca_bundle,
-        PPAUTH_OIDC_AUDIENCE="api://Contoso",
-    )
+    start_job(emu, ppauth_env, app, PPAUTH_OIDC_AUDIENCE="api://Contoso")
 
     assert get_envs(emu, api_auth(emu)).status_code == 200
     (oidc,) = emu.requests("github_oidc")
@@ -216,18 +185,10 @@ def test_a_named_profile_wins_over_the_variables(ppauth_emulator, ppauth_env):
     """``profile="ci"`` says which app: its ids beat AZURE_CLIENT_ID (another app)."""
     emu = ppauth_emulator
     app = emu.add_app(federated_subject=SUBJECT, name="named")
-    ppauth_env.set(PPAUTH_DISABLE_PLUGINS="*,managed")
-    reset_plugins()
     ppauth_env.write_config(
         f'[profiles.ci]\nclient_id = "{app.client_id}"\ntenant_id = "{app.tenant_id}"\n'
     )
-    ppauth_env.set(
-        **emu.github_actions_env(REPO),
-        AZURE_CLIENT_ID=emu.sample.client_id,
-        AZURE_TENANT_ID=emu.sample.tenant_id,
-        AZURE_AUTHORITY_HOST=emu.authority_host,
-        PPAUTH_CA_BUNDLE=emu.ca_bundle,
-    )
+    start_job(emu, ppauth_env, emu.sample)  # AZURE_CLIENT_ID: another app
     auth = PowerPlatformAuth(profile="ci", hosts={emu.api_url.split("//")[1]: APPS_SCOPE})
 
     assert get_envs(emu, auth).status_code == 200
