@@ -17,6 +17,7 @@ file's ``active_profile``, else ``default``.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import tomllib
 from collections.abc import Mapping
@@ -46,6 +47,9 @@ STRING_KEYS = frozenset(
     }
 )
 SECRET_KEYS = frozenset({"client_secret", "certificate_password", "password"})
+#: an option of a nested table (a cache backend's, a plugin's) whose value is a secret by
+#: its name: shown hidden by ``ppauth profile show``, refused in clear in a shared file
+SECRET_OPTION = re.compile(r"(?i)secret|password|passphrase|token|credential|key$")
 BOOL_KEYS = frozenset({"send_certificate_chain", "device_code", "interactive"})
 LIST_KEYS = frozenset({"sources"})
 # cache = "file" | "memory" | "<plugin>" | "<directory>", or { backend = "...", ... }

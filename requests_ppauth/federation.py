@@ -207,10 +207,7 @@ class _Endpoint:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def token_field(self, resp: Any, key: str) -> str:
-        try:
-            value = resp.json().get(key)
-        except (ValueError, AttributeError):
-            value = None
+        value = _json_field(resp, key)
         if not isinstance(value, str) or not value.strip():
             raise self.error(f"{self.where} answered no JSON with a {key}")
         return value.strip()
@@ -223,12 +220,17 @@ def _delay(attempt: int, retry_after: str | None) -> float:
     return 0.5 * float(2 ** (attempt - 1))
 
 
+def _json_field(resp: Any, key: str) -> Any:
+    """``key`` of the response's JSON object; None when the body is no JSON object."""
+    try:
+        return resp.json().get(key)
+    except (ValueError, AttributeError):
+        return None
+
+
 def _devops_message(resp: Any) -> str:
     """Azure DevOps' own ``message`` (it names no secret), cut short."""
-    try:
-        message = resp.json().get("message")
-    except (ValueError, AttributeError):
-        message = None
+    message = _json_field(resp, "message")
     return str(message)[:200] if message else "no message"
 
 

@@ -24,7 +24,6 @@ A bare name that no plugin registered is an error listing the registered names:
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -174,25 +173,22 @@ def resolve(
     return backend
 
 
-_SECRETISH = re.compile(r"(?i)secret|password|passphrase|token|credential")
-_KEYISH = re.compile(r"(?i)(^|_)keys?$")  # the cache's sealing key(s): `key = "<base64>"`
-
-
 def _refuse_plaintext(options: Mapping[str, Any], origin: Profile, backend: str) -> None:
     """UnsafeFileError when ``origin``'s file is readable by others and ``options`` (read
     from it) hold a plaintext secret. Names the option, never its value."""
     mode = origin.file_mode
     if mode is None or not mode & (stat.S_IRWXG | stat.S_IRWXO):
         return
+    from requests_ppauth.config import SECRET_OPTION
     from requests_ppauth.source_api import literal_form, reference_scheme
 
     for key, value in options.items():
         if not isinstance(value, str):
             continue  # { ref = "..." } tables, numbers, flags
-        plaintext = reference_scheme(value) is None or literal_form(value)
-        if _KEYISH.search(key) and _key_location(value):
+        if key.lower().endswith("key") and _key_location(value):
             continue  # the cache key's file (file:<path>, an absolute path): not the keys
-        if (_SECRETISH.search(key) or _KEYISH.search(key)) and plaintext:
+        plaintext = reference_scheme(value) is None or literal_form(value)
+        if SECRET_OPTION.search(key) and plaintext:
             what = key
         elif "://" in value and _url_password(value):
             what = f"{key} (a URL with a password)"

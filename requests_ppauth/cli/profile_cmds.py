@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from requests_ppauth.config import (
     FROM_DEFAULT,
     FROM_FILE,
     SECRET_KEYS,
+    SECRET_OPTION,
     ProfileChoice,
     choose_profile,
     config_path,
@@ -43,7 +43,6 @@ from requests_ppauth.source_api import WELL_KNOWN
 
 ASK = "\0ask"  # the option was given without a value: prompt, or read stdin
 HIDDEN = "(hidden: stored in the file)"
-_SECRETISH = re.compile(r"(?i)secret|password|passphrase|token|credential|key$")
 _OPTIONS = (  # option, setting, help
     ("--tenant-id", "tenant_id", "directory (tenant) id or domain"),
     ("--client-id", "client_id", "application (client) id"),
@@ -244,7 +243,7 @@ def shown(settings: dict[str, Any]) -> dict[str, Any]:
         if isinstance(v, dict) and set(v) == {"ref"}:
             out[name] = v
         elif isinstance(v, dict):
-            out[name] = {k: HIDDEN if _SECRETISH.search(k) else i for k, i in v.items()}
+            out[name] = {k: HIDDEN if SECRET_OPTION.search(k) else i for k, i in v.items()}
         elif name in SECRET_KEYS:
             out[name] = v if isinstance(v, str) and is_reference(v) else HIDDEN
         else:

@@ -30,38 +30,36 @@ def app_ids(request: SourceRequest, families: tuple[str, ...]) -> AppIds | None:
     or the profile; None when no client id is anywhere."""
     env, s = request.environ, request.settings
     where = f"[profiles.{request.profile}]"
+    # (client id, tenant id, where each came from)
     profile = (
-        AppIds(
-            str(s.get("client_id") or "").strip(),
-            str(s.get("tenant_id") or "").strip(),
+        (
+            str(s["client_id"]),
+            str(s.get("tenant_id") or ""),
             f"client_id of {where}",
             f"tenant_id of {where}",
-            None,
         )
         if s.get("client_id")
         else None
     )
-    found: AppIds | None = profile if request.explicit_profile else None
-    for prefix in families if found is None else ():
-        if env.get(prefix + "CLIENT_ID", "").strip():
-            found = AppIds(
-                env[prefix + "CLIENT_ID"].strip(),
-                env.get(prefix + "TENANT_ID", "").strip(),
-                prefix + "CLIENT_ID",
-                prefix + "TENANT_ID",
-                None,
-            )
-            break
-    found = found or profile
-    if found is None:
+    from_env = next(
+        (
+            (env[p + "CLIENT_ID"], env.get(p + "TENANT_ID", ""), p + "CLIENT_ID", p + "TENANT_ID")
+            for p in families
+            if env.get(p + "CLIENT_ID", "").strip()
+        ),
+        None,
+    )
+    chosen = (profile if request.explicit_profile else None) or from_env or profile
+    if chosen is None:
         return None
+    client_id, tenant_id, client_from, tenant_from = chosen
     authority = (
         env.get("PPAUTH_AUTHORITY_HOST")
         or env.get("AZURE_AUTHORITY_HOST")
         or s.get("authority_host")
         or None
     )
-    return AppIds(found.client_id, found.tenant_id, found.client_from, found.tenant_from, authority)
+    return AppIds(client_id.strip(), tenant_id.strip(), client_from, tenant_from, authority)
 
 
 def setting(request: SourceRequest, variables: tuple[str, ...], key: str) -> tuple[str, str]:

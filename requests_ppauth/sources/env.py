@@ -187,14 +187,15 @@ def _managed_identity_announced(env: Mapping[str, str]) -> bool:
 
 def _federating_ci(env: Mapping[str, str], settings: Mapping[str, object]) -> str | None:
     """The CI federation source that would take bare ids here, if any."""
-    if env.get("ACTIONS_ID_TOKEN_REQUEST_URL"):
-        return "github_actions"
-    if env.get("SYSTEM_OIDCREQUESTURI") and (
-        env.get("AZURESUBSCRIPTION_SERVICE_CONNECTION_ID")
-        or env.get("PPAUTH_SERVICE_CONNECTION_ID")
+    from requests_ppauth.sources import azure_pipelines, github
+
+    if env.get(github.URL_VAR):
+        return github.GitHubActionsSource.name
+    if env.get(azure_pipelines.URI_VAR) and (
+        any(env.get(v) for v in azure_pipelines.CONNECTION_VARS)
         or settings.get("service_connection_id")
     ):
-        return "azure_pipelines"
+        return azure_pipelines.AzurePipelinesSource.name
     return None
 
 

@@ -29,7 +29,12 @@ from requests_ppauth.testing._wire import Request, Response
 GITHUB_PATH = "/_github/oidc/token"
 PIPELINES_PREFIX = "/_devops/"
 PIPELINES_SUFFIX = "/oidctoken"
-EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+
+
+def pipelines_subject(org: str, project: str, connection: str) -> str:
+    """The subject Azure DevOps puts in a service connection's OIDC tokens."""
+    return f"sc://{org}/{project}/{connection}"
+
 
 # (subject, audience, lifetime) -> a signed token from the federation issuer
 Mint = Callable[[str, str, int], str]
@@ -83,10 +88,9 @@ class OidcProviders:
             f"{PIPELINES_PREFIX}{org}/{project_id}/_apis/distributedtask/hubs/build/plans/"
             f"{plan}/jobs/{job_id}{PIPELINES_SUFFIX}"
         )
-        connection_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sc://{org}/{project}/{connection}"))
-        job = PipelineJob(
-            path, {connection_id: f"sc://{org}/{project}/{connection}"}, audience, lifetime
-        )
+        subject = pipelines_subject(org, project, connection)
+        connection_id = str(uuid.uuid5(uuid.NAMESPACE_URL, subject))
+        job = PipelineJob(path, {connection_id: subject}, audience, lifetime)
         with self._lock:
             self._pipelines[token] = job
         return path, token, connection_id
@@ -119,10 +123,9 @@ class OidcProviders:
         # without one, GitHub's audience is the URL of the repository's owner
         owner = subject.removeprefix("repo:").split("/", 1)[0]
         audience = req.query.get("audience") or f"https://github.com/{owner}"
-        value = mint(subject, audience, lifetime)
-        with self._lock:
-            self.issued.append(value)
-        return Response.json(200, {"count": 1, "value": value})
+        return Response.json(
+            200, {"count": 1, "value": self._issue(mint, subject, audience, lifetime)}
+        )
 
     def _pipelines_oidc(self, req: Request, mint: Mint) -> Response:
         """Azure DevOps' ``oidctoken`` endpoint, as the distributed task hub answers it."""
@@ -151,10 +154,15 @@ class OidcProviders:
                 "pipeline is not authorized to use it.",
             )
         req.notes["scope"] = job.audience
-        value = mint(subject, job.audience, job.lifetime)
+        token = self._issue(mint, subject, job.audience, job.lifetime)
+        return Response.json(200, {"oidcToken": token})
+
+    def _issue(self, mint: Mint, subject: str, audience: str, lifetime: int) -> str:
+        """A new token, remembered in ``issued``."""
+        value = mint(subject, audience, lifetime)
         with self._lock:
             self.issued.append(value)
-        return Response.json(200, {"oidcToken": value})
+        return value
 
 
 def _devops_error(status: int, message: str) -> Response:

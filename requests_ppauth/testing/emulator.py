@@ -39,7 +39,7 @@ from requests_ppauth.testing._certs import (
     federation_key as _federation_key,
 )
 from requests_ppauth.testing._faults import Fault, FaultPlan
-from requests_ppauth.testing._federation import GITHUB_PATH, OidcProviders
+from requests_ppauth.testing._federation import GITHUB_PATH, OidcProviders, pipelines_subject
 from requests_ppauth.testing._identity import Identity, TokenPolicy
 from requests_ppauth.testing._jwt import encode as _jwt_encode
 from requests_ppauth.testing._jwt import unverified
@@ -664,7 +664,7 @@ class Emulator:
         project: str = "power-app",
     ) -> str:
         """The subject Azure DevOps puts in a service connection's OIDC tokens."""
-        return f"sc://{org}/{project}/{service_connection}"
+        return pipelines_subject(org, project, service_connection)
 
     def issued_oidc_tokens(self) -> list[str]:
         """Every OIDC token the GitHub and Azure Pipelines endpoints handed out."""

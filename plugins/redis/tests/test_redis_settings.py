@@ -155,21 +155,26 @@ def test_a_failed_pipeline_command_is_named_without_its_arguments(
 
 
 # -- a plaintext password in a config file others can read ------------------------------
+REDIS_PROFILE = '[profiles.default]\ncache = "redis"\n[profiles.default.redis]\nurl = "{url}"\n'
+
+
+def redis_profile(redis_server, extra: str = "") -> str:
+    """A default profile on this Redis (its URL without the password), plus ``extra``."""
+    return REDIS_PROFILE.format(url=redis_server.url_without_password) + extra
+
+
 @pytest.mark.parametrize(
     ("table", "named"),
     [
-        ('[profiles.default.redis]\nurl = "{url}"\npassword = "{pw}"\n', "plaintext password"),
-        ('[profiles.default.redis]\nurl = "{url_pw}"\n', "plaintext url (a URL with a password)"),
+        (REDIS_PROFILE + 'password = "{pw}"\n', "plaintext password"),
+        (REDIS_PROFILE.replace("{url}", "{url_pw}"), "plaintext url (a URL with a password)"),
         (
             '[profiles.default]\ncache = {{ backend = "redis", url = "{url}", '
             'password = "{pw}" }}\n',
             "plaintext password",
         ),
-        (
-            '[profiles.default.redis]\nurl = "{url}"\npassword = "literal:{pw}"\n',
-            "plaintext password",
-        ),
-        ('[profiles.default.redis]\nurl = "{url}"\nkey = "{key}"\n', "plaintext key"),
+        (REDIS_PROFILE + 'password = "literal:{pw}"\n', "plaintext password"),
+        (REDIS_PROFILE + 'key = "{key}"\n', "plaintext key"),
     ],
     ids=["password-option", "password-in-url", "cache-table", "literal-form", "cache-key"],
 )
@@ -184,10 +189,7 @@ def test_a_plaintext_password_in_a_readable_config_is_refused_before_redis_is_as
         pw=redis_server.password,
         key=cache_key,
     )
-    ppauth_env.write_config(
-        '[profiles.default]\ncache = "redis"\n' + text if "cache =" not in text else text,
-        mode=0o644,
-    )
+    ppauth_env.write_config(text, mode=0o644)
     ppauth_env.set(PPAUTH_CACHE_KEY=cache_key)
     before = redis_server.client().info("stats")["total_connections_received"]
 
@@ -205,9 +207,7 @@ def test_a_plaintext_password_in_a_readable_config_is_refused_before_redis_is_as
 
 def test_the_same_config_at_0600_is_used(redis_server, ppauth_env, cache_key):
     ppauth_env.write_config(
-        '[profiles.default]\ncache = "redis"\n[profiles.default.redis]\n'
-        f'url = "{redis_server.url_without_password}"\npassword = "{redis_server.password}"\n',
-        mode=0o600,
+        redis_profile(redis_server, f'password = "{redis_server.password}"\n'), mode=0o600
     )
     ppauth_env.set(PPAUTH_CACHE_KEY=cache_key)
 
@@ -219,9 +219,7 @@ def test_a_reference_in_a_readable_config_is_fine(redis_server, ppauth_env, cach
     """A reference holds no secret: a file others can read may hold it (the resolver
     is then asked; an unknown scheme is its own error, not UnsafeFileError)."""
     ppauth_env.write_config(
-        '[profiles.default]\ncache = "redis"\n[profiles.default.redis]\n'
-        f'url = "{redis_server.url_without_password}"\npassword = "nosuch:redis/prod"\n',
-        mode=0o644,
+        redis_profile(redis_server, 'password = "nosuch:redis/prod"\n'), mode=0o644
     )
     ppauth_env.set(PPAUTH_CACHE_KEY=cache_key)
     auth = PowerPlatformAuth(credential=None)
@@ -250,13 +248,7 @@ def test_a_key_file_named_in_a_readable_config_is_fine(redis_server, ppauth_env,
     key_file = ppauth_env.root / "cache.key"
     key_file.write_text(cache_key)
     key_file.chmod(0o600)
-    ppauth_env.write_config(
-        '[profiles.default]\ncache = "redis"\n[profiles.default.redis]\n'
-        f'url = "{redis_server.url}"\nkey = "file:{key_file}"\n'.replace(
-            redis_server.url, redis_server.url_without_password
-        ),
-        mode=0o644,
-    )
+    ppauth_env.write_config(redis_profile(redis_server, f'key = "file:{key_file}"\n'), mode=0o644)
     ppauth_env.set(PPAUTH_REDIS_PASSWORD=redis_server.password)
     auth = PowerPlatformAuth(credential=None)
     assert auth.provider.cache.location.startswith(redis_server.url_without_password)
